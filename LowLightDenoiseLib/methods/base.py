@@ -1,0 +1,67 @@
+"""The one interface every denoising or enhancement method implements, classical or learned.
+
+The engine (:mod:`LowLightDenoiseLib.pipeline`) owns everything around a method: validation,
+normalisation and its inverse, colour channels, the 2D slice-wise or 3D choice, batching, progress
+and cancellation. A method only maps a *block* of normalised intensities to a block of the same
+shape:
+
+* ``context.spatial_dims == 2``: ``block`` is a stack of 2D slices ``(n, h, w)``, each processed
+  on its own;
+* ``context.spatial_dims == 3``: ``block`` is one volume ``(d, h, w)``.
+
+So the command line, the benchmark, training evaluation and the Slicer module treat a median filter
+and a U-Net exactly the same way.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ..noise import NoiseProfile
+from ..progress import RunControl
+
+
+@dataclasses.dataclass
+class MethodContext:
+    """What a method may use besides the block itself."""
+
+    spatial_dims: int
+    noise: NoiseProfile
+    control: RunControl = dataclasses.field(default_factory=RunControl)
+    device: str = "cpu"
+    strength: Optional[float] = None  # user override of the automatic strength (method-specific scale)
+    seed: int = 0
+
+
+class Method(abc.ABC):
+    """A denoiser or enhancer behind the common interface."""
+
+    #: short identifier used on the command line, in tables and in Slicer (e.g. ``"nlm"``, ``"default-2d"``)
+    name: str = ""
+    #: one-line human description
+    title: str = ""
+    #: ``"classical"`` or ``"learned"``
+    kind: str = "classical"
+    #: ``"denoise"`` (keeps intensities) or ``"enhance"`` (changes brightness/contrast on purpose)
+    category: str = "denoise"
+    #: spatial dimensionalities the method can run in
+    spatial_dims: Tuple[int, ...] = (2, 3)
+    #: what ``mode="auto"`` picks when both are possible
+    preferred_dims: int = 2
+    #: smallest in-plane (and, in 3D, through-plane) size the method accepts
+    min_size: int = 3
+
+    @abc.abstractmethod
+    def apply(self, block: np.ndarray, context: MethodContext) -> np.ndarray:
+        """Return the processed block (float32, same shape); never modify ``block`` in place."""
+
+    def describe(self) -> dict:
+        return {"name": self.name, "title": self.title, "kind": self.kind, "category": self.category,
+                "spatial_dims": list(self.spatial_dims),
+                "preferred_dims": self.preferred_dims, "min_size": self.min_size}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
