@@ -48,6 +48,7 @@ SSIM_SIGMA = 1.5
 SSIM_WINDOW = 11  # 2 * int(3.5 * SSIM_SIGMA + 0.5) + 1: scikit-image's Gaussian window at sigma 1.5
 _SSIM_PAD = (SSIM_WINDOW - 1) // 2
 _SLAB_VOXELS = 8_000_000  # 3D SSIM slab size: about 0.3 GB of float32 temporaries per slab
+_FLOAT32_VOXELS = 8_000_000  # above this size SSIM is computed in float32 (after the shift to [0, 1])
 DEFAULT_EDGE_SIGMA = 1.0
 
 REFERENCE_KEYS = ("psnr", "ssim", "ssim_3d", "mse", "mae", "data_range")
@@ -163,7 +164,7 @@ def ssim(output: np.ndarray, reference: np.ndarray, data_range: Optional[float] 
     out, ref = _pair(output, reference, channel_axis)
     rng = _checked_range(ref, data_range)
     low = float(np.min(ref))
-    dtype = np.float32 if out.size > _SLAB_VOXELS else np.float64  # float32 keeps big volumes in memory
+    dtype = np.float32 if out.size > _FLOAT32_VOXELS else np.float64  # float32 keeps big volumes in memory
     out = (out.astype(dtype) - dtype(low)) / dtype(rng)
     ref = (ref.astype(dtype) - dtype(low)) / dtype(rng)
     if channel_axis is None:
