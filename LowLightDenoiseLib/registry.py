@@ -1,0 +1,451 @@
+"""The model registry: which trained models exist, where their weights are, and how to get them.
+
+``Resources/Models.json`` (or the file named by ``LOWLIGHTDENOISE_REGISTRY``, or a ``registry=``
+argument) lists each model: name, version, 2D/3D, modalities, architecture and its arguments, input
+configuration, category, weights file name, release URL, sha256, size, licence, how it was trained,
+its measured metrics and its model card.
+
+Weights are looked up, in order, in
+
+1. the folder named by ``LOWLIGHTDENOISE_MODELS_DIR`` (offline installs, shared network drives),
+2. ``Resources/Models/`` next to the package (bundled files),
+3. the per-user cache: ``LOWLIGHTDENOISE_CACHE``, else ``%LOCALAPPDATA%\\lowlightdenoise\\Cache``
+   (Windows), ``~/Library/Caches/lowlightdenoise`` (macOS), ``$XDG_CACHE_HOME/lowlightdenoise`` or
+   ``~/.cache/lowlightdenoise`` (Linux).
+
+A file counts only if its size and sha256 match the registry. :func:`download_model` streams the
+release asset into a temporary file in the cache (urllib, so ``https_proxy`` and friends apply),
+checks size and sha256 and only then renames it into place, so a failed or partial download never
+leaves a file that looks installed. Offline, :func:`import_model` copies a file obtained some other
+way into the cache after the same checks. Weights are read with safetensors (or
+``torch.load(weights_only=True)``); no code is ever unpickled.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+from .errors import CancelledError, DownloadError, InputError, ModelNotAvailableError
+from .progress import CancelToken, ProgressCallback
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REGISTRY = ROOT / "Resources" / "Models.json"
+BUNDLED_DIR = ROOT / "Resources" / "Models"
+SCHEMA_VERSION = 1
+ENV_REGISTRY = "LOWLIGHTDENOISE_REGISTRY"
+ENV_MODELS_DIR = "LOWLIGHTDENOISE_MODELS_DIR"
+ENV_CACHE = "LOWLIGHTDENOISE_CACHE"
+CHUNK = 1 << 20
+USER_AGENT = "lowlightdenoise-model-download"
+
+_REQUIRED = ("name", "version", "spatial_dims", "architecture", "category", "file", "sha256", "size")
+
+
+@dataclasses.dataclass
+class ModelEntry:
+    """One model of the registry, as written in ``Models.json``."""
+
+    name: str
+    version: str
+    spatial_dims: int
+    architecture: str
+    category: str
+    file: str
+    sha256: str
+    size: int
+    title: str = ""
+    modalities: List[str] = dataclasses.field(default_factory=list)
+    network: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    input: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    min_size: int = 8
+    url: str = ""
+    licence: str = ""
+    training: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    metrics: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    model_card: str = ""
+
+    @property
+    def spec(self) -> Any:
+        """The :class:`~.methods.learned.ModelSpec` that builds this model's network."""
+        from .methods.learned import ModelSpec
+
+        return ModelSpec(name=self.name, architecture=self.architecture, spatial_dims=self.spatial_dims,
+                         network=self.network, input=self.input, category=self.category,
+                         title=self.title, version=self.version, min_size=self.min_size)
+
+
+@dataclasses.dataclass
+class ModelStatus:
+    """Where a model's weights are and whether they check out (``models verify``)."""
+
+    name: str
+    installed: bool
+    path: Optional[Path]
+    source: str  # "models-dir" | "bundled" | "cache" | "" (not installed)
+    message: str
+
+
+def registry_path(registry: Optional[PathLike] = None) -> Path:
+    """The registry file in use: the argument, else ``LOWLIGHTDENOISE_REGISTRY``, else the bundled one."""
+    if registry is not None:
+        return Path(registry)
+    env = os.environ.get(ENV_REGISTRY)
+    return Path(env) if env else DEFAULT_REGISTRY
+
+
+_CACHE: Dict[Path, Tuple[float, Dict[str, ModelEntry]]] = {}
+
+
+def _parse_entry(raw: Any, where: Path) -> ModelEntry:
+    if not isinstance(raw, dict):
+        raise InputError(f"The model registry {where} has a model entry that is not an object.")
+    name = raw.get("name", "?")
+    missing = [k for k in _REQUIRED if k not in raw]
+    if missing:
+        raise InputError(f"Model {name!r} in {where} lacks {', '.join(missing)}.")
+    fields = {f.name for f in dataclasses.fields(ModelEntry)}
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        raise InputError(f"Model {name!r} in {where} has unknown field(s) {', '.join(unknown)}.")
+    sha = str(raw["sha256"]).lower()
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise InputError(f"Model {name!r} in {where} has an invalid sha256 (64 hex digits expected).")
+    if not isinstance(raw["size"], int) or raw["size"] <= 0:
+        raise InputError(f"Model {name!r} in {where} has an invalid size (a positive number of bytes).")
+    if Path(str(raw["file"])).name != raw["file"]:
+        raise InputError(f"Model {name!r} in {where}: 'file' must be a plain file name, not a path.")
+    entry = ModelEntry(**dict(raw, sha256=sha))
+    try:
+        entry.spec  # validates spatial_dims, category and the input configuration
+    except ValueError as error:
+        raise InputError(f"The model registry {where} is invalid: {error}") from error
+    return entry
+
+
+def load_registry(registry: Optional[PathLike] = None) -> Dict[str, ModelEntry]:
+    """All entries of the registry by name (re-read when the file changes)."""
+    path = registry_path(registry)
+    try:
+        mtime = path.stat().st_mtime
+    except OSError as error:
+        raise InputError(f"The model registry {path} does not exist.") from error
+    cached = _CACHE.get(path)
+    if cached is not None and cached[0] == mtime:
+        return cached[1]
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise InputError(f"The model registry {path} is not valid JSON ({error}).") from error
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+        raise InputError(f"The model registry {path} must be an object with a 'models' list.")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise InputError(f"The model registry {path} has schema_version {data.get('schema_version')!r}; "
+                         f"this version of LowLightDenoise reads {SCHEMA_VERSION}.")
+    entries: Dict[str, ModelEntry] = {}
+    for raw in data["models"]:
+        entry = _parse_entry(raw, path)
+        if entry.name in entries:
+            raise InputError(f"Model {entry.name!r} appears twice in the registry {path}.")
+        entries[entry.name] = entry
+    _CACHE[path] = (mtime, entries)
+    return entries
+
+
+def registered_names(registry: Optional[PathLike] = None) -> List[str]:
+    return sorted(load_registry(registry))
+
+
+def is_registered(name: str, registry: Optional[PathLike] = None) -> bool:
+    return str(name) in load_registry(registry)
+
+
+def get_entry(name: str, registry: Optional[PathLike] = None) -> ModelEntry:
+    """The registry entry of ``name``, or one sentence naming the models that exist."""
+    entries = load_registry(registry)
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or "none"
+        raise ModelNotAvailableError(f"No model called {name!r} is registered (registered models: {known}).")
+    return entries[name]
+
+
+def cache_dir() -> Path:
+    """The per-user weights cache (``LOWLIGHTDENOISE_CACHE`` or the platform's cache folder)."""
+    env = os.environ.get(ENV_CACHE)
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+        return base / "lowlightdenoise" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "lowlightdenoise"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lowlightdenoise"
+
+
+def search_dirs() -> List[Tuple[str, Path]]:
+    """Folders searched for weights, in order, with the name of each source."""
+    dirs = []
+    env = os.environ.get(ENV_MODELS_DIR)
+    if env:
+        dirs.append(("models-dir", Path(env).expanduser()))
+    dirs.append(("bundled", BUNDLED_DIR))
+    dirs.append(("cache", cache_dir()))
+    return dirs
+
+
+def sha256_of(path: PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_VERIFIED: Dict[Tuple[str, int, float], str] = {}
+
+
+def _matches(path: Path, entry: ModelEntry) -> bool:
+    """Size and sha256 of ``path`` match the entry (hashes remembered per path, size and mtime)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    if st.st_size != entry.size:
+        return False
+    key = (str(path), st.st_size, st.st_mtime)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = sha256_of(path)
+    return _VERIFIED[key] == entry.sha256
+
+
+def find_weights(name: str, registry: Optional[PathLike] = None) -> Optional[Tuple[str, Path]]:
+    """``(source, path)`` of the first valid weights file of ``name``, or None; bad files are logged."""
+    entry = get_entry(name, registry)
+    for source, folder in search_dirs():
+        path = folder / entry.file
+        if not path.is_file():
+            continue
+        if _matches(path, entry):
+            return source, path
+        log.warning("Ignoring %s: its size or sha256 does not match model %r.", path, name)
+    return None
+
+
+def installed(name: str, registry: Optional[PathLike] = None) -> bool:
+    """True when a verified weights file of ``name`` is available offline."""
+    return find_weights(name, registry) is not None
+
+
+def verify_model(name: str, registry: Optional[PathLike] = None) -> ModelStatus:
+    """Check every copy of ``name``'s weights; report the one that would be used."""
+    entry = get_entry(name, registry)
+    bad = []
+    for source, folder in search_dirs():
+        path = folder / entry.file
+        if not path.is_file():
+            continue
+        if _matches(path, entry):
+            return ModelStatus(name, True, path, source, f"{name}: {path} is valid (sha256 {entry.sha256[:12]}...).")
+        bad.append(str(path))
+    if bad:
+        return ModelStatus(name, False, None, "",
+                           f"{name}: {', '.join(bad)} does not match the registry's size and sha256; "
+                           f"run `lowlightdenoise models download {name}` to fetch it again.")
+    return ModelStatus(name, False, None, "", f"{name}: not installed. {_offline_hint(name)}")
+
+
+def _offline_hint(name: str) -> str:
+    return (f"Without internet, download the file elsewhere and run `lowlightdenoise models import {name} FILE`, "
+            f"or put it in the folder named by {ENV_MODELS_DIR}.")
+
+
+def download_model(name: str, progress: Optional[ProgressCallback] = None, *,
+                   registry: Optional[PathLike] = None, timeout: float = 30.0, retries: int = 2,
+                   cancel: Optional[CancelToken] = None, force: bool = False) -> Path:
+    """Fetch ``name``'s weights into the cache and return their path (no-op when already valid).
+
+    The file is streamed into a temporary file in the cache folder, checked for size and sha256,
+    then renamed into place. A transfer that ends early is retried ``retries`` times; a complete
+    file with the wrong sha256 is an error. A corrupt file already in the cache is replaced.
+    """
+    entry = get_entry(name, registry)
+    found = None if force else find_weights(name, registry)
+    if found is not None:
+        return found[1]
+    if not entry.url:
+        raise ModelNotAvailableError(f"Model {name!r} has no download address yet. {_offline_hint(name)}")
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DownloadError(f"Cannot create the model cache {folder} ({error.strerror}); "
+                            f"set {ENV_CACHE} to a writable folder.") from error
+    target = folder / entry.file
+    for attempt in range(retries + 1):
+        try:
+            _fetch(entry, target, progress, timeout, cancel)
+            return target
+        except _Truncated as short:
+            if attempt == retries:
+                raise DownloadError(f"The download of model {name!r} kept stopping early ({short}). "
+                                    f"{_offline_hint(name)}") from None
+            log.warning("Download of %s stopped early (%s); retrying.", name, short)
+            time.sleep(min(2.0, 0.2 * (attempt + 1)))
+    raise AssertionError("unreachable")
+
+
+class _Truncated(Exception):
+    """A transfer that ended before the announced or registered size (worth retrying)."""
+
+
+def _fetch(entry: ModelEntry, target: Path, progress: Optional[ProgressCallback], timeout: float,
+           cancel: Optional[CancelToken]) -> None:
+    request = urllib.request.Request(entry.url, headers={"User-Agent": USER_AGENT})
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{entry.file}.", suffix=".part", dir=str(target.parent))
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.sha256()
+        received = 0
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
+                announced = response.headers.get("Content-Length")
+                total = int(announced) if announced and announced.isdigit() else entry.size
+                while True:
+                    if cancel is not None and cancel.cancelled:
+                        raise CancelledError("The download was cancelled.")
+                    chunk = response.read(CHUNK)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    if received > entry.size:
+                        break
+                    if progress is not None:
+                        progress(min(1.0, received / max(total, 1)),
+                                 f"{entry.file}: {received / 1e6:.1f} of {total / 1e6:.1f} MB")
+                out.flush()
+                os.fsync(out.fileno())
+        except urllib.error.HTTPError as error:
+            raise DownloadError(f"Could not download model {entry.name!r}: the server answered "
+                                f"HTTP {error.code} {error.reason} for {entry.url}. "
+                                f"{_offline_hint(entry.name)}") from None
+        except urllib.error.URLError as error:
+            if _is_short_read(error.reason):
+                raise _Truncated(str(error.reason)) from None
+            raise DownloadError(f"Could not reach {entry.url} to download model {entry.name!r} "
+                                f"({_reason(error.reason)}); you may be offline. {_offline_hint(entry.name)}") from None
+        except (ConnectionError, TimeoutError, OSError) as error:
+            if isinstance(error, (ConnectionResetError, ConnectionAbortedError)) or _is_short_read(error):
+                raise _Truncated(str(error)) from None
+            raise DownloadError(f"The download of model {entry.name!r} failed ({_reason(error)}). "
+                                f"{_offline_hint(entry.name)}") from None
+        except _http_incomplete() as error:
+            raise _Truncated(f"received {received} of {entry.size} bytes") from error
+        if received < entry.size:
+            raise _Truncated(f"received {received} of {entry.size} bytes")
+        if received > entry.size or digest.hexdigest() != entry.sha256:
+            raise DownloadError(f"The file downloaded for model {entry.name!r} does not match the registry's "
+                                f"sha256 (it is damaged or was replaced on the server); nothing was installed.")
+        os.replace(tmp, target)
+        _VERIFIED[(str(target), target.stat().st_size, target.stat().st_mtime)] = entry.sha256
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _http_incomplete() -> type:
+    import http.client
+
+    return http.client.IncompleteRead
+
+
+def _is_short_read(error: Any) -> bool:
+    import http.client
+
+    return isinstance(error, (http.client.IncompleteRead, http.client.RemoteDisconnected))
+
+
+def _reason(error: Any) -> str:
+    return str(getattr(error, "strerror", None) or error)
+
+
+def import_model(name: str, file: PathLike, registry: Optional[PathLike] = None) -> Path:
+    """Copy a weights file obtained offline into the cache after checking its size and sha256."""
+    entry = get_entry(name, registry)
+    source = Path(file).expanduser()
+    if not source.is_file():
+        raise InputError(f"The file {source} does not exist.")
+    size = source.stat().st_size
+    if size != entry.size or sha256_of(source) != entry.sha256:
+        raise InputError(f"{source} is not the weights of model {name!r} version {entry.version}: "
+                         f"its size or sha256 differs from the registry.")
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / entry.file
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{entry.file}.", suffix=".part", dir=str(folder))
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp_name)
+        os.replace(tmp_name, target)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return target
+
+
+def describe_models(registry: Optional[PathLike] = None) -> List[Dict[str, Any]]:
+    """One row per registered model, in the shape of ``Method.describe()`` plus registry facts."""
+    rows = []
+    for name, entry in sorted(load_registry(registry).items()):
+        rows.append({
+            "name": name, "title": entry.title or f"{entry.architecture} ({entry.spatial_dims}D)",
+            "kind": "learned", "category": entry.category, "spatial_dims": [entry.spatial_dims],
+            "preferred_dims": entry.spatial_dims, "min_size": entry.min_size,
+            "version": entry.version, "architecture": entry.architecture,
+            "modalities": list(entry.modalities), "size": entry.size, "licence": entry.licence,
+            "url": entry.url, "installed": installed(name, registry), "metrics": dict(entry.metrics),
+            "training": dict(entry.training), "model_card": entry.model_card,
+        })
+    return rows
+
+
+def load_method(name: str, device: str = "cpu", *, registry: Optional[PathLike] = None, download: bool = True,
+                progress: Optional[ProgressCallback] = None, **options: Any) -> Any:
+    """The :class:`~.methods.learned.LearnedMethod` of ``name``, downloading its weights if allowed.
+
+    ``options`` are :class:`~.inference.InferenceSettings` fields (``tile``, ``overlap``, ``amp``...).
+    """
+    from .inference import InferenceSettings
+    from .methods.learned import LearnedMethod
+
+    entry = get_entry(name, registry)
+    found = find_weights(name, registry)
+    if found is None:
+        if not download:
+            raise ModelNotAvailableError(f"Model {name!r} is not installed. {_offline_hint(name)}")
+        path = download_model(name, progress, registry=registry)
+    else:
+        path = found[1]
+    try:
+        settings = InferenceSettings(**options)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"Invalid option for model {name!r}: {error}") from error
+    if device == "auto":
+        from .pipeline import resolve_device
+
+        device = resolve_device(device)
+    return LearnedMethod.from_weights(entry.spec, path, device=device, settings=settings)
