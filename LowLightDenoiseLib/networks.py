@@ -37,11 +37,14 @@ class DnCNN(nn.Module):
 
 class ResidualUNet(nn.Module):
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1,
-                 features: Sequence[int] = (32, 32, 64, 128, 256, 32)) -> None:
+                 features: Sequence[int] = (32, 32, 64, 128, 256, 32), norm: Any = ("instance", {"affine": True})
+                 ) -> None:
         super().__init__()
+        # norm="batch" keeps absolute intensity and noise levels visible to the network (instance
+        # normalisation removes the constant part of a noise-map channel)
         self.net = BasicUNet(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=1,
                              features=tuple(features), act=("LeakyReLU", {"negative_slope": 0.1, "inplace": True}),
-                             norm=("instance", {"affine": True}))
+                             norm=tuple(norm) if isinstance(norm, list) else norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, :1] + self.net(x)
