@@ -192,3 +192,42 @@ def test_modality_guess_from_metadata_and_names():
     assert benchmark.guess_modality("mr_brain_crop.nrrd") == "MR"
     assert benchmark.guess_modality("fundus_crop.png") == "fundus photo"
     assert benchmark.display_modality("xray") == "X-ray"
+
+
+def test_learned_model_gets_architecture_row_speed_and_feature_maps(tmp_path, monkeypatch, ct_path):
+    """A tiny registered model (random weights) goes through quality, speed, the per-architecture
+    table and the first-layer feature-map figure."""
+    import hashlib
+
+    from LowLightDenoiseLib.methods.learned import ModelSpec, save_weights
+    from LowLightDenoiseLib.networks import count_parameters
+
+    spec = ModelSpec(name="tiny-2d", architecture="dncnn", spatial_dims=2, network={"features": 6, "depth": 3},
+                     input={"noise_map": True}, min_size=8)
+    net = spec.build_network()
+    models = tmp_path / "models"
+    models.mkdir()
+    weights = save_weights(models / "tiny.safetensors", net, spec)
+    entry = dict(spec.to_dict(), file=weights.name, sha256=hashlib.sha256(weights.read_bytes()).hexdigest(),
+                 size=weights.stat().st_size, training={"seconds": 12.5})
+    registry = tmp_path / "Models.json"
+    registry.write_text(json.dumps({"schema_version": 1, "models": [entry]}))
+    monkeypatch.setenv("LOWLIGHTDENOISE_REGISTRY", str(registry))
+    monkeypatch.setenv("LOWLIGHTDENOISE_MODELS_DIR", str(models))
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(ct_path, data)
+    out = tmp_path / "report"
+    args = _args(["--data", str(data), "--quick", "--methods", "gaussian,tiny-2d", "--speed-methods", "tiny-2d",
+                  "--out", str(out), "--quiet"])
+    assert benchmark.run(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    arch = summary["architectures"]
+    assert len(arch) == 1 and arch[0]["model"] == "tiny-2d" and arch[0]["architecture"] == "dncnn"
+    assert arch[0]["parameters"] == count_parameters(net)
+    assert arch[0]["training_time"] == "12.5 s"
+    assert arch[0]["speed_mvoxels_per_s"]["cpu"] > 0
+    rows = json.loads((out / "quality.json").read_text())
+    assert {r["mode"] for r in rows if r["method"] == "tiny-2d"} == {"2d"}, "a 2D model runs in 2D mode only"
+    assert (out / "figures" / "feature_maps.png").stat().st_size > 0
+    assert "| tiny-2d | dncnn |" in (out / "report.md").read_text()
