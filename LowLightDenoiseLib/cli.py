@@ -459,20 +459,19 @@ def cmd_models(args: argparse.Namespace, console: _Console) -> int:
     from . import registry
 
     if args.models_command == "list":
-        rows = []
-        for d in registry.describe_models():
-            rows.append({k: d.get(k) for k in ("name", "version", "spatial_dims", "category", "modalities",
-                                                "size", "installed", "title") if k in d})
-        for row in rows:
-            for k, v in list(row.items()):
-                if isinstance(v, (list, tuple)):
-                    row[k] = ",".join(map(str, v))
+        models = registry.describe_models()
         if args.json:
-            print(json.dumps(_plain(registry.describe_models()), indent=2, default=str))
-        elif rows:
-            print(format_table(rows))
-        else:
-            print("No models are registered.")
+            print(json.dumps(_plain(models), indent=2, default=str))
+            return 0
+        if not models:
+            print(f"No models are registered in {registry.registry_path()}.")
+            return 0
+        rows = [{"name": d["name"], "version": d.get("version"),
+                 "dims": ",".join(f"{n}D" for n in d.get("spatial_dims", [])),
+                 "category": d.get("category"), "modalities": ",".join(d.get("modalities") or []) or None,
+                 "size_mb": (d["size"] / 1e6) if d.get("size") else None,
+                 "installed": "yes" if d.get("installed") else "no", "title": d.get("title")} for d in models]
+        print(format_table(rows))
         return 0
     if args.models_command == "download":
         names = registry.registered_names() if args.all else args.names
@@ -484,17 +483,18 @@ def cmd_models(args: argparse.Namespace, console: _Console) -> int:
             console.info(f"{name}: {path}")
         return 0
     if args.models_command == "verify":
-        names = args.names or [n for n in registry.registered_names() if registry.installed(n)]
-        bad = 0
+        names = args.names or registry.registered_names()
+        bad = []
         for name in names:
-            try:
-                path = registry.verify_model(name)
-                print(f"{name}: ok ({path})")
-            except LowLightDenoiseError as error:
-                print(f"{name}: FAILED: {error}")
-                bad += 1
+            status = registry.verify_model(name)
+            print(status.message)
+            entry = registry.get_entry(name)
+            has_copy = any((folder / entry.file).is_file() for _, folder in registry.search_dirs())
+            if not status.installed and (args.names or has_copy):
+                bad.append(name)
         if bad:
-            raise InputError(f"{bad} of {len(names)} model(s) failed verification.")
+            raise InputError(f"{len(bad)} of {len(names)} model(s) are not installed or do not match their "
+                             f"sha256: {', '.join(bad)}.")
         return 0
     path = registry.import_model(args.name, args.file)
     console.info(f"Imported {args.name} into {path}.")
