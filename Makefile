@@ -21,7 +21,6 @@ demo: venv
 	$(PY) -m LowLightDenoiseLib simulate Testing/Data/ct_chest_crop.nrrd $(DEMO_OUT)/ct_lowlight.nrrd --peak 100 --read-noise 1 --seed 1 --overwrite
 	$(PY) -m LowLightDenoiseLib denoise $(DEMO_OUT)/ct_lowlight.nrrd $(DEMO_OUT)/ct_denoised.nrrd --reference Testing/Data/ct_chest_crop.nrrd --metrics $(DEMO_OUT)/metrics.csv --overwrite
 	@echo "Denoised volume: $(DEMO_OUT)/ct_denoised.nrrd   metrics: $(DEMO_OUT)/metrics.csv"
-	@cat $(DEMO_OUT)/metrics.csv
 
 test: venv
 	$(PY) -m pytest -n 2 -q
