@@ -264,12 +264,13 @@ def verify_model(name: str, registry: Optional[PathLike] = None) -> ModelStatus:
         return ModelStatus(name, False, None, "",
                            f"{name}: {', '.join(bad)} does not match the registry's size and sha256; "
                            f"run `lowlightdenoise models download {name}` to fetch it again.")
-    return ModelStatus(name, False, None, "", f"{name}: not installed. {_offline_hint(name)}")
+    return ModelStatus(name, False, None, "", f"{name}: not installed; {_offline_hint(name)}.")
 
 
 def _offline_hint(name: str) -> str:
-    return (f"Without internet, download the file elsewhere and run `lowlightdenoise models import {name} FILE`, "
-            f"or put it in the folder named by {ENV_MODELS_DIR}.")
+    """The clause every 'model missing' sentence ends with: how to install without internet."""
+    return (f"to install it without internet, get the file another way and run "
+            f"`lowlightdenoise models import {name} FILE`, or put it in the folder named by {ENV_MODELS_DIR}")
 
 
 def download_model(name: str, progress: Optional[ProgressCallback] = None, *,
@@ -286,7 +287,7 @@ def download_model(name: str, progress: Optional[ProgressCallback] = None, *,
     if found is not None:
         return found[1]
     if not entry.url:
-        raise ModelNotAvailableError(f"Model {name!r} has no download address yet. {_offline_hint(name)}")
+        raise ModelNotAvailableError(f"Model {name!r} has no download address yet; {_offline_hint(name)}.")
     folder = cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -300,8 +301,8 @@ def download_model(name: str, progress: Optional[ProgressCallback] = None, *,
             return target
         except _Truncated as short:
             if attempt == retries:
-                raise DownloadError(f"The download of model {name!r} kept stopping early ({short}). "
-                                    f"{_offline_hint(name)}") from None
+                raise DownloadError(f"The download of model {name!r} kept stopping early ({short}); "
+                                    f"{_offline_hint(name)}.") from None
             log.warning("Download of %s stopped early (%s); retrying.", name, short)
             time.sleep(min(2.0, 0.2 * (attempt + 1)))
     raise AssertionError("unreachable")
@@ -341,18 +342,18 @@ def _fetch(entry: ModelEntry, target: Path, progress: Optional[ProgressCallback]
                 os.fsync(out.fileno())
         except urllib.error.HTTPError as error:
             raise DownloadError(f"Could not download model {entry.name!r}: the server answered "
-                                f"HTTP {error.code} {error.reason} for {entry.url}. "
-                                f"{_offline_hint(entry.name)}") from None
+                                f"HTTP {error.code} {error.reason} for {entry.url}; "
+                                f"{_offline_hint(entry.name)}.") from None
         except urllib.error.URLError as error:
             if _is_short_read(error.reason):
                 raise _Truncated(str(error.reason)) from None
             raise DownloadError(f"Could not reach {entry.url} to download model {entry.name!r} "
-                                f"({_reason(error.reason)}); you may be offline. {_offline_hint(entry.name)}") from None
+                                f"({_reason(error.reason)}), so you may be offline; {_offline_hint(entry.name)}.") from None
         except (ConnectionError, TimeoutError, OSError) as error:
             if isinstance(error, (ConnectionResetError, ConnectionAbortedError)) or _is_short_read(error):
                 raise _Truncated(str(error)) from None
-            raise DownloadError(f"The download of model {entry.name!r} failed ({_reason(error)}). "
-                                f"{_offline_hint(entry.name)}") from None
+            raise DownloadError(f"The download of model {entry.name!r} failed ({_reason(error)}); "
+                                f"{_offline_hint(entry.name)}.") from None
         except _http_incomplete() as error:
             raise _Truncated(f"received {received} of {entry.size} bytes") from error
         if received < entry.size:
@@ -436,7 +437,7 @@ def load_method(name: str, device: str = "cpu", *, registry: Optional[PathLike] 
     found = find_weights(name, registry)
     if found is None:
         if not download:
-            raise ModelNotAvailableError(f"Model {name!r} is not installed. {_offline_hint(name)}")
+            raise ModelNotAvailableError(f"Model {name!r} is not installed; {_offline_hint(name)}.")
         path = download_model(name, progress, registry=registry)
     else:
         path = found[1]

@@ -1,0 +1,198 @@
+"""Learned methods: input configurations, every architecture through the engine on the real CT crop, strength."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from hypothesis import given, settings as hsettings, strategies as st
+
+from LowLightDenoiseLib.errors import CancelledError, InputError, ModelNotAvailableError
+from LowLightDenoiseLib.inference import InferenceSettings
+from LowLightDenoiseLib.methods.learned import (
+    LearnedMethod, ModelSpec, finish_output, input_channels, load_state_dict, prepare_input, save_weights,
+    validate_input_config)
+from LowLightDenoiseLib.noise import NoiseProfile
+from LowLightDenoiseLib.pipeline import denoise_volume
+from LowLightDenoiseLib.progress import CancelToken
+from LowLightDenoiseLib.volume import Volume
+
+torch.set_num_threads(1)
+
+TINY = {
+    "dncnn": {"features": 4, "depth": 3},
+    "unet": {"features": [4, 4, 4, 4, 4, 4]},
+    "dae": {"features": [4, 8]},
+    "dualpath": {"features": [4, 4, 4, 4, 4, 4], "curve_features": 4, "iterations": 2},
+}
+
+
+class Identity(torch.nn.Module):
+    """Returns its image channel: what an ideal network does to a clean image."""
+
+    def forward(self, x):
+        return x[:, :1] * 1.0
+
+
+def tiny_method(arch, dims, input_config=None, seed=0, **settings):
+    spec = ModelSpec(name=f"tiny-{arch}-{dims}d", architecture=arch, spatial_dims=dims, network=TINY[arch],
+                     input=input_config or {})
+    torch.manual_seed(seed)
+    return LearnedMethod(spec, spec.build_network(), settings=InferenceSettings(**settings))
+
+
+@pytest.fixture(scope="module")
+def ct_volume(ct_path):
+    img = sitk.ReadImage(str(ct_path))
+    return Volume(sitk.GetArrayFromImage(img), img.GetSpacing(), img.GetOrigin(), img.GetDirection())
+
+
+def test_plain_config_is_the_image_itself(phantom2d):
+    noise = NoiseProfile(sigma=0.05)
+    x = phantom2d.copy()
+    inp = prepare_input(x, noise, {})
+    assert inp.shape == (1,) + x.shape and inp.dtype == np.float32
+    np.testing.assert_array_equal(inp[0], x)
+    np.testing.assert_array_equal(finish_output(inp[:1], x, noise, {}), x)
+    np.testing.assert_array_equal(x, phantom2d)
+
+
+def test_noise_map_channel_holds_the_per_pixel_noise_std(phantom3d):
+    noise = NoiseProfile(sigma=0.05, a=0.01, b=0.0004)
+    inp = prepare_input(phantom3d, noise, {"noise_map": True})
+    assert inp.shape == (2,) + phantom3d.shape
+    np.testing.assert_allclose(inp[1], np.sqrt(0.01 * phantom3d + 0.0004), rtol=1e-5)
+    assert inp[1].max() > inp[1].min()  # signal-dependent: brighter pixels are noisier
+    np.testing.assert_array_equal(finish_output(inp[0], phantom3d, noise, {"noise_map": True}), phantom3d)
+
+
+@hsettings(max_examples=30, deadline=None)
+@given(a=st.floats(1e-4, 0.2), b=st.floats(0.0, 1e-2), noise_map=st.booleans())
+def test_vst_round_trip_is_exact_with_the_algebraic_inverse(a, b, noise_map):
+    x = np.linspace(0.0, 1.2, 97, dtype=np.float32).reshape(1, 97)
+    noise = NoiseProfile(sigma=0.0, a=a, b=b)
+    cfg = {"vst": True, "noise_map": noise_map, "vst_inverse": "algebraic"}
+    inp = prepare_input(x, noise, cfg)
+    assert inp.shape[0] == input_channels(cfg)
+    assert abs(inp[0, 0, 0]) < 1e-5 and abs(inp[0, 0, -1 - 16] - 1.0) < 1e-2  # f(0) -> 0, f(1) -> 1
+    np.testing.assert_allclose(finish_output(inp[:1], x, noise, cfg), x, atol=2e-5)
+    if noise_map:  # the stabilised noise level, constant over the image
+        assert np.ptp(inp[1]) == 0 and inp[1, 0, 0] > 0
+
+
+def test_vst_unbiased_inverse_recovers_the_mean_of_photon_limited_data():
+    rng = np.random.default_rng(0)
+    peak = 8.0
+    clean = np.array([0.1, 0.3, 0.6, 1.0])
+    z = rng.poisson(np.repeat(clean[:, None] * peak, 200_000, axis=1)) / peak
+    noise = NoiseProfile(sigma=0.0, a=1 / peak, b=0.0)
+    cfg = {"vst": True}
+    stabilised = prepare_input(z.astype(np.float32), noise, cfg)[0]
+    ideal = stabilised.mean(axis=1, keepdims=True) * np.ones_like(stabilised)  # a perfect denoiser: E[f(z)]
+    restored = finish_output(ideal, z, noise, cfg)[:, 0]
+    np.testing.assert_allclose(restored, clean, atol=0.02)
+    biased = finish_output(ideal, z, noise, {"vst": True, "vst_inverse": "algebraic"})[:, 0]
+    assert abs(biased[0] - clean[0]) > 2 * abs(restored[0] - clean[0])
+
+
+def test_gaussian_only_noise_makes_the_vst_an_identity(phantom2d):
+    noise = NoiseProfile(sigma=0.03)
+    inp = prepare_input(phantom2d, noise, {"vst": True, "noise_map": True})
+    np.testing.assert_allclose(inp[0], phantom2d, atol=1e-6)
+    np.testing.assert_allclose(inp[1], 0.03, rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [{"noise_maps": True}, {"vst": 1}, {"vst": True, "vst_inverse": "exact"}])
+def test_bad_input_configs_are_rejected(bad):
+    with pytest.raises(ValueError):
+        validate_input_config(bad)
+
+
+@pytest.mark.parametrize("config", [{"noise_map": True}, {"vst": True, "vst_inverse": "algebraic", "noise_map": True}])
+@pytest.mark.parametrize("dims", [2, 3])
+def test_identity_network_through_the_engine_returns_the_input(ct_volume, config, dims):
+    spec = ModelSpec(name="identity", architecture="dncnn", spatial_dims=dims, input=config)
+    method = LearnedMethod(spec, Identity(), settings=InferenceSettings(tile=48, overlap=0.5))
+    before = ct_volume.array.copy()
+    out = denoise_volume(ct_volume, method, device="cpu").volume.array
+    np.testing.assert_array_equal(ct_volume.array, before)
+    np.testing.assert_allclose(out, before, atol=0.05)  # HU after float32 normalise / VST round trips
+
+
+@pytest.mark.parametrize("arch", sorted(TINY))
+@pytest.mark.parametrize("dims", [2, 3])
+def test_every_architecture_runs_on_the_real_ct_crop(ct_volume, arch, dims, tmp_path):
+    method = tiny_method(arch, dims, {"noise_map": True}, tile=64)
+    before = ct_volume.array.copy()
+    result = denoise_volume(ct_volume, method, device="cpu")
+    assert result.mode == f"{dims}d"
+    out = result.volume
+    assert out.array.shape == before.shape and out.array.dtype == np.float32
+    assert out.same_geometry(ct_volume) and np.isfinite(out.array).all()
+    np.testing.assert_array_equal(ct_volume.array, before)
+    assert method.last_report.device == "cpu" and not method.warnings
+    # the same weights saved and loaded give the same numbers (deterministic, no pickling)
+    path = save_weights(tmp_path / "w.safetensors", method.network, method.spec)
+    again = LearnedMethod.from_weights(method.spec, path, settings=InferenceSettings(tile=64))
+    np.testing.assert_array_equal(denoise_volume(ct_volume, again, device="cpu").volume.array, out.array)
+
+
+def test_strength_blends_input_and_output(ct_volume):
+    method = tiny_method("dncnn", 2, seed=3)
+    full = denoise_volume(ct_volume, method, device="cpu").volume.array.astype(np.float64)
+    half = denoise_volume(ct_volume, method, device="cpu", strength=0.5).volume.array.astype(np.float64)
+    none = denoise_volume(ct_volume, method, device="cpu", strength=0.0).volume.array.astype(np.float64)
+    src = ct_volume.array.astype(np.float64)
+    np.testing.assert_allclose(none, src, atol=0.05)
+    np.testing.assert_allclose(half, 0.5 * (src + full), atol=0.05)
+    assert np.abs(full - src).max() > 1.0
+    with pytest.raises(InputError, match="blend factor"):
+        denoise_volume(ct_volume, method, device="cpu", strength=1.5)
+
+
+def test_two_d_model_refuses_three_d_mode_and_three_d_model_needs_slices(ct_volume, xray_path):
+    with pytest.raises(InputError, match="2D slices only"):
+        denoise_volume(ct_volume, tiny_method("dncnn", 2), mode="3d", device="cpu")
+    img = sitk.ReadImage(str(xray_path))
+    xray = Volume(sitk.GetArrayFromImage(img).astype(np.float32))
+    with pytest.raises(InputError, match="3D mode needs"):
+        denoise_volume(xray, tiny_method("dncnn", 3), device="cpu")
+
+
+def test_weights_of_another_model_are_refused(tmp_path):
+    path = save_weights(tmp_path / "unet.safetensors", tiny_method("unet", 2).network)
+    with pytest.raises(ModelNotAvailableError, match="do not fit"):
+        LearnedMethod.from_weights(tiny_method("dncnn", 2).spec, path)
+    (tmp_path / "junk.safetensors").write_bytes(b"not a weights file")
+    with pytest.raises(ModelNotAvailableError, match="cannot be read"):
+        load_state_dict(tmp_path / "junk.safetensors")
+
+
+def test_torch_files_load_with_weights_only(tmp_path):
+    method = tiny_method("dncnn", 2)
+    torch.save(method.network.state_dict(), tmp_path / "w.pt")
+    state = load_state_dict(tmp_path / "w.pt")
+    assert set(state) == set(method.network.state_dict())
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("unpickled!",))
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ModelNotAvailableError):
+        load_state_dict(tmp_path / "evil.pt")
+
+
+def test_cancel_and_progress_through_the_engine(ct_volume):
+    method = tiny_method("dncnn", 2, tile=32, sw_batch_size=2)
+    seen = []
+    denoise_volume(ct_volume, method, device="cpu", progress=lambda f, m: seen.append(f))
+    assert len(seen) > 20 and all(b >= a for a, b in zip(seen, seen[1:])) and seen[-1] == 1.0
+    token = CancelToken()
+
+    def cancel_midway(fraction, message):
+        if fraction > 0.3:
+            token.cancel()
+
+    with pytest.raises(CancelledError):
+        denoise_volume(ct_volume, method, device="cpu", progress=cancel_midway, cancel=token)
