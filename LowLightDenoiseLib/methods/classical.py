@@ -103,6 +103,9 @@ class Denoiser(ClassicalMethod):
     """
 
     category = "denoise"
+    #: a 3D neighbourhood averages more voxels than a 2D one (and slices are often thicker than
+    #: pixels), so in 3D the automatic strength is multiplied by this factor (tuned on CT and MR)
+    factor_3d: float = 0.7
 
     def __init__(self, strength: Optional[float] = None, vst: VstOption = "auto",
                  calibrate: bool = False, **fixed: Any) -> None:
@@ -145,6 +148,8 @@ class Denoiser(ClassicalMethod):
         strength = self.resolve_strength(context)
         if self.calibrate and self.strength is None and context.strength is None:
             strength = self._calibrated_strength(image, sigma)
+        elif image.ndim == 3:
+            strength *= self.factor_3d
         params = self.parameters(image, max(sigma, 0.0), strength)
         params.update(self.fixed)
         return params
@@ -161,9 +166,9 @@ class Denoiser(ClassicalMethod):
         def run(img: np.ndarray, strength: float) -> np.ndarray:
             return self.denoise(img, {**self.parameters(img, sigma, strength), **self.fixed})
 
-        best = calibrate_denoiser(np.asarray(crop, dtype=np.float64), run, grid,
-                                  stride=3 if image.ndim == 2 else 2)
-        return float(best.keywords["strength"])
+        _, (tested, losses) = calibrate_denoiser(np.asarray(crop, dtype=np.float64), run, grid,
+                                                 stride=3 if image.ndim == 2 else 2, extra_output=True)
+        return float(tested[int(np.argmin(losses))]["strength"])
 
     def process(self, image: np.ndarray, context: MethodContext) -> np.ndarray:
         if self.resolve_strength(context) == 0 and not self.fixed:
@@ -197,6 +202,12 @@ def _relative_noise(image: np.ndarray, sigma: float) -> float:
     return sigma / _spread(image)
 
 
+def _round_footprint(radius: int, ndim: int) -> np.ndarray:
+    """Pixels within ``radius + 0.5`` of the centre: radius 1 is the full 3 x 3 square in 2D."""
+    grid = np.indices((2 * radius + 1,) * ndim) - radius
+    return (grid ** 2).sum(axis=0) <= (radius + 0.5) ** 2
+
+
 class GaussianFilter(Denoiser):
     """Gaussian smoothing; its width (pixels) grows with the noise level relative to the contrast.
 
@@ -205,11 +216,12 @@ class GaussianFilter(Denoiser):
 
     name = "gaussian"
     title = "Gaussian smoothing (width from the noise level)"
+    factor_3d = 0.6
     parameter_names = ("blur",)
 
     def parameters(self, image, sigma, strength):
         rel = _relative_noise(image, sigma)
-        return {"blur": strength * float(np.clip(TUNE["gauss_k"] * rel ** 0.5, 0.3, 4.0))}
+        return {"blur": strength * float(np.clip(4.0 * rel ** 0.5, 0.3, 4.0))}
 
     def denoise(self, image, params):
         from skimage.filters import gaussian
@@ -220,26 +232,26 @@ class GaussianFilter(Denoiser):
 class MedianFilter(Denoiser):
     """Median filter; its radius (pixels) grows with the relative noise level.
 
-    The footprint is a ball of radius ``radius``; ``strength`` multiplies the radius.
+    The footprint holds the pixels within ``radius + 0.5`` (a disk in 2D, a ball in 3D);
+    ``strength`` multiplies the radius.
     """
 
     name = "median"
     title = "Median filter (radius from the noise level)"
+    factor_3d = 0.5
     parameter_names = ("radius",)
 
     def parameters(self, image, sigma, strength):
         rel = _relative_noise(image, sigma)
-        return {"radius": int(math.floor(0.5 + strength * float(np.clip(TUNE["median_k"] * rel, 1.0, 4.0))))}
+        return {"radius": int(math.floor(0.5 + strength * float(np.clip(30.0 * rel, 1.0, 4.0))))}
 
     def denoise(self, image, params):
         from scipy.ndimage import median_filter
-        from skimage.morphology import ball, disk
 
         radius = int(params["radius"])
         if radius < 1:
             return image.copy()
-        footprint = disk(radius) if image.ndim == 2 else ball(radius)
-        return median_filter(image, footprint=footprint, mode="reflect")
+        return median_filter(image, footprint=_round_footprint(radius, image.ndim), mode="reflect")
 
 
 class BilateralFilter(Denoiser):
@@ -252,12 +264,13 @@ class BilateralFilter(Denoiser):
 
     name = "bilateral"
     title = "Bilateral filter (range sigma from the noise level)"
+    factor_3d = 0.8
     parameter_names = ("spatial_sigma", "range_sigma")
 
     def parameters(self, image, sigma, strength):
         rel = _relative_noise(image, sigma)
-        return {"spatial_sigma": float(np.clip(TUNE["bil_s"] * rel ** 0.5, 1.0, 3.0)),
-                "range_sigma": strength * TUNE["bil_r"] * sigma}
+        return {"spatial_sigma": float(np.clip(6.0 * rel ** 0.5, 1.0, 3.0 if image.ndim == 2 else 1.5)),
+                "range_sigma": strength * 3.0 * sigma}
 
     def denoise(self, image, params):
         import SimpleITK as sitk
@@ -278,12 +291,13 @@ class AnisotropicDiffusion(Denoiser):
 
     name = "anisotropic-diffusion"
     title = "Anisotropic diffusion (curvature / Perona-Malik)"
+    factor_3d = 0.6
     parameter_names = ("iterations", "conductance", "time_step", "variant")
 
     def parameters(self, image, sigma, strength):
         rel = _relative_noise(image, sigma)
-        return {"iterations": int(round(strength * float(np.clip(TUNE["ad_k"] * rel ** 1.5, 1.0, 100.0)))),
-                "conductance": TUNE["ad_c"], "time_step": 0.0625 if image.ndim == 2 else 0.03,
+        return {"iterations": int(round(strength * float(np.clip(950.0 * rel ** 1.5, 1.0, 100.0)))),
+                "conductance": 1.5, "time_step": 0.0625 if image.ndim == 2 else 0.03,
                 "variant": "curvature"}
 
     def denoise(self, image, params):
@@ -307,10 +321,11 @@ class TotalVariation(Denoiser):
 
     name = "tv"
     title = "Total variation (Chambolle)"
+    factor_3d = 0.6
     parameter_names = ("weight",)
 
     def parameters(self, image, sigma, strength):
-        return {"weight": strength * TUNE["tv_k"] * sigma}
+        return {"weight": strength * sigma}
 
     def denoise(self, image, params):
         from skimage.restoration import denoise_tv_chambolle
@@ -328,6 +343,7 @@ class WaveletDenoiser(Denoiser):
 
     name = "wavelet"
     title = "Wavelet BayesShrink"
+    factor_3d = 1.0
     parameter_names = ("sigma", "wavelet", "cycle_spin")
 
     def parameters(self, image, sigma, strength):
@@ -343,7 +359,7 @@ class WaveletDenoiser(Denoiser):
         shifts = int(params["cycle_spin"])
         if shifts <= 0:
             return denoise_wavelet(image, **kwargs)
-        return cycle_spin(image, denoise_wavelet, max_shifts=shifts, func_kw=kwargs)
+        return cycle_spin(image, denoise_wavelet, max_shifts=shifts, func_kw=kwargs, workers=1)
 
 
 class NonLocalMeans(Denoiser):
@@ -357,10 +373,11 @@ class NonLocalMeans(Denoiser):
 
     name = "nlm"
     title = "Non-local means (fast mode)"
+    factor_3d = 0.6
     parameter_names = ("h", "patch_size", "patch_distance", "sigma")
 
     def parameters(self, image, sigma, strength):
-        return {"h": strength * TUNE["nlm_k"] * sigma, "sigma": sigma,
+        return {"h": strength * 0.7 * sigma, "sigma": sigma,
                 "patch_size": 5 if image.ndim == 2 else 3, "patch_distance": 6 if image.ndim == 2 else 3}
 
     def denoise(self, image, params):
@@ -526,9 +543,6 @@ class UnsharpMask(Enhancer):
         return unsharp_mask(image, radius=float(params["radius"]), amount=float(params["amount"]),
                             preserve_range=True)
 
-
-TUNE = {"gauss_k": 4.0, "median_k": 30.0, "bil_s": 6.0, "bil_r": 3.0, "ad_k": 950.0, "ad_c": 1.5,
-        "tv_k": 1.0, "nlm_k": 0.8}
 
 CLASSICAL_METHODS: Dict[str, Type[Method]] = {
     cls.name: cls for cls in (GaussianFilter, MedianFilter, BilateralFilter, AnisotropicDiffusion,
