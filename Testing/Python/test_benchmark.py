@@ -33,7 +33,7 @@ def quick_report(tmp_path_factory, request):
     shutil.copy(data_dir / "xray_chest_crop.png", data)
     out = tmp_path_factory.mktemp("report")
     argv = ["--data", str(data), "--quick", "--methods", "gaussian,median", "--speed-methods", "gaussian",
-            "--out", str(out), "--quiet"]
+            "--resolutions", "48", "--out", str(out), "--quiet"]
     saved = sys.argv
     sys.argv = ["lowlightdenoise", "benchmark"] + argv
     try:
@@ -59,7 +59,7 @@ def test_quick_run_writes_every_report_file(quick_report):
 
 
 def test_quality_table_has_every_scan_method_and_mode(quick_report):
-    rows = _rows(quick_report / "quality.csv")
+    rows = [r for r in _rows(quick_report / "quality.csv") if r["resized"] == "False"]
     keys = {(r["scan"], r["method"], r["mode"]) for r in rows}
     # the CT crop (8 slices in quick mode) runs 2D and 3D; the 2D radiograph only 2D
     assert {("ct_chest_crop", "gaussian", "2d"), ("ct_chest_crop", "gaussian", "3d"),
@@ -70,6 +70,15 @@ def test_quality_table_has_every_scan_method_and_mode(quick_report):
     assert {r["modality"] for r in rows} == {"CT", "X-ray"}
     for r in rows:
         assert float(r["psnr"]) > 0 and 0 < float(r["ssim"]) <= 1 and float(r["mse"]) > 0
+
+
+def test_resized_variants_feed_only_the_resolution_table(quick_report):
+    rows = _rows(quick_report / "quality.csv")
+    assert {r["resolution"] for r in rows} == {"96 x 96 crop", "128 x 128 crop", "48 x 48 whole, resized"}
+    summary = json.loads((quick_report / "summary.json").read_text())
+    noisy = next(r for r in summary["by_method_level"] if r["method"] == "noisy input")
+    assert noisy["n"] == 2, "the main table averages the two native scans only"
+    assert {r["resolution"] for r in summary["by_resolution"]} == {r["resolution"] for r in rows}
 
 
 def test_gaussian_filter_beats_the_noisy_input_on_real_crops(quick_report):
@@ -150,8 +159,9 @@ def test_prepare_clean_crops_centre_and_resizes(phantom3d):
     small = benchmark.prepare_clean(vol, max_slices=8, crop=32, resolution=None)
     assert small.array.shape == (8, 32, 32)
     assert np.array_equal(small.array, phantom3d[4:12, 8:40, 8:40])
-    resized = benchmark.prepare_clean(vol, max_slices=0, crop=0, resolution=24)
-    assert resized.array.shape == (16, 24, 24) and resized.spacing == (2.0, 2.0, 2.0)
+    resized = benchmark.prepare_clean(vol, max_slices=0, crop=32, resolution=24)
+    assert resized.array.shape == (16, 24, 24) and resized.spacing == (2.0, 2.0, 2.0), "whole slice, resized"
+    assert abs(float(resized.array.mean()) - float(phantom3d.mean())) < 0.02
     assert vol.array is phantom3d, "input untouched"
 
 
