@@ -46,7 +46,7 @@ DEVICES = ("auto", "cuda", "cpu")
 AXES = (0, 1, 2)
 
 #: Table columns in display order; any other metric follows them.
-_FIRST_COLUMNS = ("method", "mode", "device", "seconds")
+_FIRST_COLUMNS = ("method", "mode", "axis", "device", "seconds")
 _UNITS = {"seconds": "s", "psnr": "dB"}
 
 
@@ -210,7 +210,7 @@ def metrics_table_node(scene: Any, rows: Sequence[Dict[str, Any]], name: str = "
     table = table_node.GetTable()
     for col in _ordered_columns(rows):
         values = [row.get(col) for row in rows]
-        numeric = all(v is None or _is_number(v) for v in values) and any(v is not None for v in values)
+        numeric = all(v is None or _is_number(v) for v in values)
         array = vtk.vtkDoubleArray() if numeric else vtk.vtkStringArray()
         array.SetName(col)
         for v in values:

@@ -1,0 +1,399 @@
+"""The MRML logic (LowLightDenoiseLib.mrml) against real MRML nodes from the slicer-core wheel."""
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+try:
+    import slicer
+    import slicer.util
+    import vtk
+except ImportError:  # slicer-core has wheels for CPython 3.11 and 3.12 only
+    pytest.skip("slicer-core is not installed (it exists for Python 3.11/3.12 only)", allow_module_level=True)
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from LowLightDenoiseLib import metrics, mrml
+from LowLightDenoiseLib.errors import CancelledError, InputError
+from LowLightDenoiseLib.progress import CancelToken
+from LowLightDenoiseLib.volume import Volume
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def scene():
+    s = slicer.vtkMRMLScene()
+    slicer.mrmlScene = s
+    yield s
+    s.Clear(1)
+
+
+def read_node(scene, path, name="ct"):
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(path))
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    assert storage.ReadData(node)
+    return node
+
+
+def set_direction(node, ras_dirs):
+    m = vtk.vtkMatrix4x4()
+    for r in range(3):
+        for c in range(3):
+            m.SetElement(r, c, float(ras_dirs[r][c]))
+    node.SetIJKToRASDirectionMatrix(m)
+
+
+def rotation(a, b):
+    """A proper rotation (about z by a, then about x by b)."""
+    rz = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]])
+    return rz @ rx
+
+
+@pytest.fixture()
+def ct_node(scene, ct_path):
+    """The real CT crop (int16 HU) cut to 12 x 40 x 40, with an oblique direction and odd origin."""
+    full = read_node(scene, ct_path, "ct full")
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "ct")
+    slicer.util.updateVolumeFromArray(node, np.array(slicer.util.arrayFromVolume(full)[:, 20:60, 30:70]))
+    node.SetSpacing(0.7031, 0.65, 2.5)
+    node.SetOrigin(19.75, -61.03, -162.5)
+    set_direction(node, rotation(0.3, -0.2))
+    scene.RemoveNode(full)
+    return node
+
+
+def voxel_corners(image):
+    """LPS positions (0.1 um) of the 8 corner voxels of a SimpleITK image: equal sets = same grid."""
+    corners = itertools.product(*[(0, n - 1) for n in image.GetSize()])
+    return {tuple(np.round(image.TransformIndexToPhysicalPoint(c), 4)) for c in corners}
+
+
+# ------------------------------------------------------------------------------------------- geometry
+
+
+def test_volume_from_node_describes_the_same_physical_image_as_simpleitk(scene, ct_path):
+    """Slicer's reader may store the slices in another order (here k runs downwards); what must
+    agree with ITK is the physical image: every voxel at the same LPS position with the same value."""
+    import SimpleITK as sitk
+
+    vol = mrml.volume_from_node(read_node(scene, ct_path))
+    image = sitk.ReadImage(str(ct_path))
+    mine = sitk.GetImageFromArray(vol.array)
+    mine.SetSpacing(vol.spacing)
+    mine.SetOrigin(vol.origin)
+    mine.SetDirection(vol.direction)
+    on_itk_grid = sitk.Resample(mine, image, sitk.Transform(), sitk.sitkNearestNeighbor, -9999)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(on_itk_grid), sitk.GetArrayFromImage(image))
+    np.testing.assert_allclose(sorted(vol.spacing), sorted(image.GetSpacing()), atol=1e-9)
+    assert vol.source_dtype == "int16"
+
+
+def test_ijk_to_ras_of_volume_equals_node_matrix(ct_node):
+    vol = mrml.volume_from_node(ct_node)
+    np.testing.assert_allclose(mrml.ijk_to_ras(vol), mrml.node_ijk_to_ras(ct_node), rtol=0, atol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(a=st.floats(-math.pi, math.pi), b=st.floats(-math.pi, math.pi),
+       spacing=st.tuples(*[st.floats(0.01, 10.0)] * 3), origin=st.tuples(*[st.floats(-500.0, 500.0)] * 3),
+       flip=st.booleans())
+def test_node_volume_node_round_trip_is_bit_exact(a, b, spacing, origin, flip):
+    scene = slicer.vtkMRMLScene()
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "in")
+    slicer.util.updateVolumeFromArray(node, np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4))
+    dirs = rotation(a, b) @ np.diag([1.0, 1.0, -1.0 if flip else 1.0])
+    node.SetSpacing(*spacing)
+    node.SetOrigin(*origin)
+    set_direction(node, dirs)
+    out = mrml.node_from_volume(mrml.volume_from_node(node), scene, "out")
+    np.testing.assert_array_equal(mrml.node_ijk_to_ras(out), mrml.node_ijk_to_ras(node))
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(out), slicer.util.arrayFromVolume(node))
+
+
+def test_volume_is_a_copy_not_a_view_of_the_node(ct_node):
+    vol = mrml.volume_from_node(ct_node)
+    vol.array[:] = 0
+    assert slicer.util.arrayFromVolume(ct_node).any()
+
+
+# ------------------------------------------------------------------------------------------- denoise
+
+
+def test_denoise_node_makes_new_node_with_exact_geometry_and_leaves_input_untouched(scene, ct_node):
+    before = np.array(slicer.util.arrayFromVolume(ct_node))
+    matrix = mrml.node_ijk_to_ras(ct_node)
+    n_volumes = scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
+    output, table = mrml.denoise_node(scene, ct_node, "gaussian", mode="2d", device="cpu")
+
+    assert output is not ct_node and output.GetID() != ct_node.GetID()
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == n_volumes + 1
+    np.testing.assert_array_equal(mrml.node_ijk_to_ras(output), matrix)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(ct_node), before)
+    out = slicer.util.arrayFromVolume(output)
+    assert out.shape == before.shape and out.dtype == np.float32
+    # a denoiser keeps the physical units: HU stay HU (means within a few HU, noise reduced)
+    assert abs(float(out.mean()) - float(before.mean())) < 10.0
+    assert np.std(np.diff(out, axis=2)) < np.std(np.diff(before.astype(np.float32), axis=2))
+    assert output.GetAttribute("LowLightDenoise.method") == "gaussian"
+    assert output.GetDisplayNode() is not None
+    assert table.GetClassName() == "vtkMRMLTableNode"
+
+
+def test_table_with_reference_has_baseline_row_and_metrics_of_the_library(scene, ct_node):
+    reference = ct_node
+    noisy = mrml.simulate_node(scene, reference, mrml.SimulationSettings(brightness=1.0, peak=50.0, seed=3))
+    output, table = mrml.denoise_node(scene, noisy, "gaussian", reference_node=reference, mode="2d", device="cpu")
+    rows = mrml.table_rows(table)
+    assert [r["method"] for r in rows] == ["input (unprocessed)", "gaussian"]
+    names = [table.GetTable().GetColumn(c).GetName() for c in range(table.GetNumberOfColumns())]
+    assert names[:5] == ["method", "mode", "axis", "device", "seconds"]
+    for column in ("psnr", "ssim", "mse", "contrast_improvement", "noise_reduction"):
+        assert column in names
+    assert table.GetColumnUnitLabel("seconds") == "s" and table.GetColumnUnitLabel("psnr") == "dB"
+    out_vol, ref_vol = mrml.volume_from_node(output), mrml.volume_from_node(reference)
+    expected = metrics.reference_metrics(out_vol, ref_vol)
+    assert rows[1]["psnr"] == pytest.approx(expected["psnr"], rel=1e-9)
+    assert rows[1]["mse"] == pytest.approx(expected["mse"], rel=1e-9)
+    assert rows[1]["psnr"] > rows[0]["psnr"]  # the denoiser beats the noisy input
+    assert rows[1]["mode"] == "2d" and rows[1]["device"] == "cpu" and rows[1]["seconds"] > 0
+
+
+def test_table_without_reference_holds_no_reference_figures(scene, ct_node):
+    _, table = mrml.denoise_node(scene, ct_node, "median", mode="3d", device="cpu")
+    rows = mrml.table_rows(table)
+    assert len(rows) == 1 and rows[0]["mode"] == "3d"
+    assert "psnr" not in rows[0]
+    assert rows[0]["noise_reduction"] > 1.0
+    assert 0.0 < rows[0]["edge_preservation"] <= 1.0
+
+
+def test_rgb_vector_volume_stays_rgb_with_same_geometry(scene, fundus_path):
+    import SimpleITK as sitk
+
+    rgb = sitk.GetArrayFromImage(sitk.ReadImage(str(fundus_path)))[np.newaxis, :64, :64]
+    assert rgb.shape[-1] == 3 and rgb.dtype == np.uint8
+    node = mrml.node_from_volume(Volume(rgb, spacing=(0.1, 0.1, 1.0), origin=(5.0, 6.0, 0.0)), scene, "fundus")
+    assert node.GetClassName() == "vtkMRMLVectorVolumeNode"
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), rgb)
+
+    output, table = mrml.denoise_node(scene, node, "median", device="cpu")
+    assert output.GetClassName() == "vtkMRMLVectorVolumeNode"
+    out = slicer.util.arrayFromVolume(output)
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(mrml.node_ijk_to_ras(output), mrml.node_ijk_to_ras(node))
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), rgb)
+    assert mrml.table_rows(table)[0]["mode"] == "2d"
+
+
+def test_compare_nodes_fills_one_table_and_a_bar_chart(scene, ct_node):
+    reference = ct_node
+    noisy = mrml.simulate_node(scene, reference, mrml.SimulationSettings(brightness=1.0, peak=50.0, seed=4))
+    n_volumes = scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
+    table, nodes, chart = mrml.compare_nodes(scene, noisy, ["gaussian", "median"], reference_node=reference,
+                                             mode="2d", device="cpu")
+    assert nodes == [] and scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == n_volumes
+    assert [r["method"] for r in mrml.table_rows(table)] == ["input (unprocessed)", "gaussian", "median"]
+    series = chart.GetNthPlotSeriesNode(0)
+    assert series.GetTableNodeID() == table.GetID()
+    assert series.GetYColumnName() == "psnr" and series.GetLabelColumnName() == "method"
+    assert series.GetPlotType() == series.PlotTypeBar
+
+
+def test_metrics_table_node_types_columns_and_fills_gaps(scene):
+    table = mrml.metrics_table_node(scene, [{"method": "a", "psnr": 30.5}, {"method": "b", "ssim": None}], "t")
+    rows = mrml.table_rows(table)
+    assert rows[0]["psnr"] == 30.5 and math.isnan(rows[1]["psnr"])
+    assert math.isnan(rows[0]["ssim"]) and table.GetTable().GetColumnByName("method").IsNumeric() == 0
+
+
+# ------------------------------------------------------------------------------------------- simulate
+
+
+def test_simulate_node_is_seeded_and_keeps_geometry(scene, ct_node):
+    s = mrml.SimulationSettings(brightness=0.5, gamma=1.2, peak=30.0, read_noise=1.0, seed=7)
+    first = mrml.simulate_node(scene, ct_node, s)
+    second = mrml.simulate_node(scene, ct_node, s)
+    other = mrml.simulate_node(scene, ct_node, mrml.SimulationSettings(noise="gaussian", level=0.05, seed=7))
+    a, b = slicer.util.arrayFromVolume(first), slicer.util.arrayFromVolume(second)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, slicer.util.arrayFromVolume(other))
+    assert not np.array_equal(a, slicer.util.arrayFromVolume(ct_node))
+    np.testing.assert_array_equal(mrml.node_ijk_to_ras(first), mrml.node_ijk_to_ras(ct_node))
+    assert "lowlight" in first.GetAttribute("LowLightDenoise.degradation")
+
+
+def test_every_noise_type_can_be_simulated(scene, ct_node):
+    for noise in mrml.noise_types():
+        node = mrml.simulate_node(scene, ct_node, mrml.SimulationSettings(noise=noise, level=0.05))
+        assert np.isfinite(slicer.util.arrayFromVolume(node)).all()
+
+
+# ------------------------------------------------------------------------------------------- cancel, threads
+
+
+def test_cancelled_run_raises_and_adds_nothing(scene, ct_node):
+    token = CancelToken()
+    token.cancel()
+    n_nodes = scene.GetNumberOfNodes()
+    with pytest.raises(CancelledError):
+        mrml.denoise_node(scene, ct_node, "gaussian", cancel=token)
+    assert scene.GetNumberOfNodes() == n_nodes
+
+
+def test_background_task_cancels_mid_run_and_reports_progress(scene, ct_node):
+    job = mrml.prepare_denoise(ct_node, mrml.DenoiseSettings("nlm", mode="2d", device="cpu"))
+    reached = threading.Event()
+    seen = []
+
+    def work(progress, cancel):
+        def report(fraction, message):
+            seen.append(fraction)
+            if fraction > 0.1:
+                reached.set()
+                reached.wait()
+            progress(fraction, message)
+        return mrml.run_job(job, report, cancel)
+
+    task = mrml.BackgroundTask(work).start()
+    assert reached.wait(30)
+    task.cancel()
+    assert task.join(10), "the worker did not stop within 10 s of cancel"
+    assert task.done and task.cancelled and task.result is None
+    assert task.user_message() == "The operation was cancelled."
+    assert seen == sorted(seen) and 0 < task.status()[0] < 1
+
+
+def test_background_task_hands_result_and_errors_to_the_caller():
+    ok = mrml.BackgroundTask(lambda progress, cancel: (progress(0.5, "half"), 42)[1]).start()
+    assert ok.join(5) and ok.result == 42 and ok.error is None and ok.status() == (0.5, "half")
+
+    def fail(progress, cancel):
+        raise InputError("The input image is constant (every value is 0); there is nothing to denoise.")
+
+    bad = mrml.BackgroundTask(fail).start()
+    assert bad.join(5) and not bad.cancelled
+    assert bad.user_message().startswith("The input image is constant")
+    assert "Traceback" in bad.error_details
+    crash = mrml.BackgroundTask(lambda progress, cancel: 1 / 0).start()
+    assert crash.join(5) and "ZeroDivisionError" in crash.user_message()
+
+
+def test_prepare_in_main_thread_run_in_worker_publish_in_main_thread(scene, ct_node):
+    job = mrml.prepare_denoise(ct_node, mrml.DenoiseSettings("gaussian", mode="2d", device="cpu"))
+    slicer.util.updateVolumeFromArray(ct_node, np.zeros((12, 40, 40), np.int16))  # user edits the scene
+    task = mrml.BackgroundTask(lambda progress, cancel: mrml.run_job(job, progress, cancel)).start()
+    assert task.join(60) and task.error is None
+    nodes, table = mrml.publish_denoise(scene, job, task.result)
+    assert np.abs(slicer.util.arrayFromVolume(nodes[0])).max() > 0  # computed on the copy taken before
+    assert task.status()[0] == 1.0
+
+
+# ------------------------------------------------------------------------------------------- errors
+
+
+def test_label_map_input_is_refused_with_one_sentence(scene):
+    label = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "seg")
+    slicer.util.updateVolumeFromArray(label, np.ones((2, 8, 8), np.uint8))
+    with pytest.raises(InputError, match="is a label map"):
+        mrml.denoise_node(scene, label, "gaussian")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"mode": "4d"}, "Unknown mode"),
+    ({"axis": 5}, "Slice axis must be 0, 1 or 2"),
+    ({"strength": -1.0}, "non-negative"),
+    ({"device": "tpu"}, "Unknown device"),
+])
+def test_bad_settings_are_input_errors(scene, ct_node, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        mrml.denoise_node(scene, ct_node, "gaussian", **kwargs)
+
+
+def test_bad_inputs_are_input_errors(scene, ct_node):
+    n_volumes = scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
+    with pytest.raises(InputError, match="Unknown method"):
+        mrml.denoise_node(scene, ct_node, "no-such-method")
+    small = mrml.node_from_volume(Volume(np.ones((2, 8, 8), np.float32)), scene, "other size")
+    with pytest.raises(InputError, match="must have the same size as the input"):
+        mrml.denoise_node(scene, ct_node, "gaussian", reference_node=small)
+    with pytest.raises(InputError, match="No input volume"):
+        mrml.denoise_node(scene, None, "gaussian")
+    empty = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty")
+    with pytest.raises(InputError, match="has no image data"):
+        mrml.denoise_node(scene, empty, "gaussian")
+    flat = mrml.node_from_volume(Volume(np.full((4, 16, 16), 7, np.int16)), scene, "flat")
+    with pytest.raises(InputError, match="constant"):
+        mrml.denoise_node(scene, flat, "gaussian")
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == n_volumes + 3  # the inputs made here
+    assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 0
+
+
+# ------------------------------------------------------------------------------------------- dependencies
+
+
+def test_missing_requirements_lists_only_what_cannot_be_imported():
+    assert mrml.missing_requirements({"numpy": "numpy>=1", "no_such_module_xyz": "no-such-module-xyz>=1"}) == [
+        "no-such-module-xyz>=1"]
+    assert mrml.missing_requirements() == []  # the test environment has everything
+
+
+def test_protected_pins_name_the_installed_versions():
+    from importlib import metadata
+
+    pins = dict(p.split("==") for p in mrml.protected_pins())
+    assert pins["numpy"] == metadata.version("numpy")
+    assert pins["SimpleITK"] == metadata.version("SimpleITK")
+    assert set(pins) <= set(mrml.PROTECTED_DISTRIBUTIONS)
+
+
+# ------------------------------------------------------------------------------------------- batch example
+
+
+def test_batch_example_denoises_a_folder_into_volumes_and_one_csv(tmp_path, ct_path):
+    import SimpleITK as sitk
+
+    inputs, refs, out = tmp_path / "in dir", tmp_path / "ref", tmp_path / "out"
+    inputs.mkdir()
+    refs.mkdir()
+    shutil.copy(ct_path, refs / "ct.nrrd")
+    image = sitk.ReadImage(str(ct_path))
+    noisy = sitk.GetArrayFromImage(image).astype(np.float32)
+    noisy += np.random.default_rng(0).normal(0, 60, noisy.shape).astype(np.float32)
+    noisy_image = sitk.GetImageFromArray(noisy)
+    noisy_image.CopyInformation(image)
+    sitk.WriteImage(noisy_image, str(inputs / "ct.nrrd"))
+    shutil.copy(inputs / "ct.nrrd", inputs / "second.nrrd")
+    (inputs / "notes.txt").write_text("not a volume")
+
+    done = subprocess.run([sys.executable, str(REPO / "examples" / "batch_denoise_folder.py"), str(inputs), str(out),
+                           "--method", "gaussian", "--mode", "2d", "--device", "cpu", "--reference-dir", str(refs)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    # second.nrrd has no reference of its name: reported and skipped, exit code 1, the rest written
+    assert done.returncode == 1, done.stderr
+    assert "second.nrrd" in done.stderr
+    result = sitk.ReadImage(str(out / "ct_gaussian.nrrd"))
+    assert voxel_corners(result) == voxel_corners(image)  # the same physical grid (slice order may differ)
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["file"], r["method"]) for r in rows] == [("ct.nrrd", "input (unprocessed)"), ("ct.nrrd", "gaussian")]
+    assert float(rows[1]["psnr"]) > float(rows[0]["psnr"])
+    assert not list(out.glob(".*part*"))
+
+
+def test_batch_example_rejects_an_empty_folder(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "examples" / "batch_denoise_folder.py"), str(tmp_path),
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "No volume files" in done.stderr
