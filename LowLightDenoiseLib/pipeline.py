@@ -39,10 +39,15 @@ class DenoiseResult:
     seconds: float
     noise: List[NoiseProfile]  # per channel, normalised units
     normalizers: List[Normalizer]
+    #: sentences worth showing the user, e.g. a learned model's out-of-memory retries or CPU fallback
+    warnings: List[str] = dataclasses.field(default_factory=list)
 
     def summary(self) -> Dict[str, Any]:
-        return {"method": self.method, "mode": self.mode, "axis": self.axis, "device": self.device,
-                "seconds": round(self.seconds, 4)}
+        row = {"method": self.method, "mode": self.mode, "axis": self.axis, "device": self.device,
+               "seconds": round(self.seconds, 4)}
+        if self.warnings:
+            row["warnings"] = list(self.warnings)
+        return row
 
 
 def resolve_mode(mode: str, method: Method, volume: Volume) -> str:
@@ -125,6 +130,7 @@ def denoise_volume(
     _check_size(tuple(s for i, s in enumerate(spatial) if i != axis) if mode == "2d" else spatial, method, mode)
 
     t0 = time.perf_counter()
+    warned = len(getattr(method, "warnings", ()))
     channels = volume.channels
     out = np.empty(volume.array.shape, dtype=np.float32)
     noises: List[NoiseProfile] = []
@@ -149,7 +155,8 @@ def denoise_volume(
     control.step(1.0, f"{method.name}: done")
     seconds = time.perf_counter() - t0
     result = volume.with_array(out, method=method.name)
-    return DenoiseResult(result, method.name, mode, axis, device, seconds, noises, normalizers)
+    warnings = list(getattr(method, "warnings", ())[warned:])
+    return DenoiseResult(result, method.name, mode, axis, device, seconds, noises, normalizers, warnings)
 
 
 def _checked(block_out: np.ndarray, shape: tuple, method: Method) -> np.ndarray:

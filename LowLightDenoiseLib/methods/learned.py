@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -33,8 +32,6 @@ import numpy as np
 from ..errors import InputError, ModelNotAvailableError
 from ..noise import NoiseProfile
 from .base import Method, MethodContext
-
-log = logging.getLogger(__name__)
 
 INPUT_DEFAULTS: Dict[str, Any] = {"noise_map": False, "vst": False, "vst_inverse": "unbiased"}
 VST_INVERSES = ("unbiased", "algebraic")
@@ -234,7 +231,8 @@ class LearnedMethod(Method):
         self.settings = settings if settings is not None else InferenceSettings()
         self.weights_path = Path(weights_path) if weights_path is not None else None
         self.last_report: Any = None
-        #: sentences worth showing the user (out-of-memory retries, CPU fallback), across runs
+        #: sentences worth showing the user (out-of-memory retries, CPU fallback), appended by every run;
+        #: the engine copies a run's new ones into ``DenoiseResult.warnings``
         self.warnings: List[str] = []
         self._elements: Optional[float] = None
         self._memo: Dict[Tuple[str, Tuple[int, ...]], Tuple[str, Any]] = {}
@@ -281,6 +279,9 @@ class LearnedMethod(Method):
         x = torch.from_numpy(batch)
         requested = str(context.device or self.device)
         device, plan = self._memo.get((requested, tuple(x.shape)), (requested, None))
+        if device != requested:
+            self.warnings.append(f"Running on the {device.upper()}: {requested} ran out of memory on an earlier "
+                                 "block of this size.")
         if self._elements is None:
             from ..inference import activation_elements_per_voxel
 
@@ -293,9 +294,7 @@ class LearnedMethod(Method):
                           multiple=self.spec.size_multiple, plan=plan)
         self._memo[(requested, tuple(x.shape))] = (report.device, report.plans[-1])
         self.last_report = report
-        for message in report.warnings:
-            if message not in self.warnings:
-                self.warnings.append(message)
+        self.warnings.extend(report.warnings)
         out = y.numpy()[:, 0] if self.spec.spatial_dims == 2 else y.numpy()[0, 0]
         out = finish_output(out, block, context.noise, self.spec.input)
         if strength != 1.0:

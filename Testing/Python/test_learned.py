@@ -119,6 +119,15 @@ def test_identity_network_through_the_engine_returns_the_input(ct_volume, config
     np.testing.assert_allclose(out, before, atol=0.05)  # HU after float32 normalise / VST round trips
 
 
+def test_identity_network_in_the_vst_domain_returns_a_real_radiograph(xray_path):
+    img = sitk.ReadImage(str(xray_path))
+    xray = Volume(sitk.GetArrayFromImage(img))
+    spec = ModelSpec(name="identity", architecture="dncnn", spatial_dims=2,
+                     input={"vst": True, "vst_inverse": "algebraic", "noise_map": True})
+    result = denoise_volume(xray, LearnedMethod(spec, Identity(), settings=InferenceSettings(tile=64)), device="cpu")
+    np.testing.assert_allclose(result.volume.array, xray.array.astype(np.float32), atol=0.02)
+
+
 @pytest.mark.parametrize("arch", sorted(TINY))
 @pytest.mark.parametrize("dims", [2, 3])
 def test_every_architecture_runs_on_the_real_ct_crop(ct_volume, arch, dims, tmp_path):
@@ -196,3 +205,28 @@ def test_cancel_and_progress_through_the_engine(ct_volume):
 
     with pytest.raises(CancelledError):
         denoise_volume(ct_volume, method, device="cpu", progress=cancel_midway, cancel=token)
+
+
+class OomAbove(torch.nn.Module):
+    """Identity that simulates the GPU error: raises torch.cuda.OutOfMemoryError for calls above ``limit`` pixels."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit = limit
+
+    def forward(self, x):
+        if x[:, :1].numel() > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return x[:, :1] * 1.0
+
+
+def test_out_of_memory_retries_reach_the_engine_result(ct_volume):
+    spec = ModelSpec(name="oom", architecture="dncnn", spatial_dims=2)
+    method = LearnedMethod(spec, OomAbove(48 * 48), settings=InferenceSettings(tile=96, sw_batch_size=4, min_tile=16))
+    result = denoise_volume(ct_volume, method, device="cpu")
+    np.testing.assert_allclose(result.volume.array, ct_volume.array, atol=0.05)
+    assert result.warnings and all("Out of memory" in w for w in result.warnings)
+    assert result.summary()["warnings"] == result.warnings
+    assert method.last_report.plans[-1].roi_size == (48, 48)
+    again = denoise_volume(ct_volume, method, device="cpu")  # the smaller plan is remembered
+    assert again.warnings == []
