@@ -95,6 +95,19 @@ def prepare_input(x: np.ndarray, noise: NoiseProfile, input_config: Optional[Dic
     return np.stack([np.asarray(c, dtype=np.float32) for c in channels])
 
 
+def prepare_target(clean: np.ndarray, noise: NoiseProfile,
+                   input_config: Optional[Dict[str, Any]] = None) -> np.ndarray:
+    """A training target ``(1, *clean.shape)`` in the network's output domain (the image channel of
+    :func:`prepare_input` applied to the clean image).
+
+    With ``vst``, a network trained against this target estimates ``f(clean)``, whose right inverse is
+    ``"vst_inverse": "algebraic"``; ``"unbiased"`` suits networks that estimate ``E[f(noisy)]``
+    (e.g. trained with noisy targets in the VST domain).
+    """
+    cfg = dict(validate_input_config(input_config), noise_map=False)
+    return prepare_input(clean, noise, cfg)
+
+
 def finish_output(y: np.ndarray, x: np.ndarray, noise: NoiseProfile,
                   input_config: Optional[Dict[str, Any]] = None) -> np.ndarray:
     """Network output (``x.shape`` or ``(1, *x.shape)``) -> normalised image like ``x``, float32."""

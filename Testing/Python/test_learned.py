@@ -10,7 +10,8 @@ from hypothesis import given, settings as hsettings, strategies as st
 from LowLightDenoiseLib.errors import CancelledError, InputError, ModelNotAvailableError
 from LowLightDenoiseLib.inference import InferenceSettings
 from LowLightDenoiseLib.methods.learned import (
-    LearnedMethod, ModelSpec, finish_output, input_channels, load_state_dict, prepare_input, save_weights,
+    LearnedMethod, ModelSpec, finish_output, input_channels, load_state_dict, prepare_input, prepare_target,
+    save_weights,
     validate_input_config)
 from LowLightDenoiseLib.noise import NoiseProfile
 from LowLightDenoiseLib.pipeline import denoise_volume
@@ -93,6 +94,16 @@ def test_vst_unbiased_inverse_recovers_the_mean_of_photon_limited_data():
     np.testing.assert_allclose(restored, clean, atol=0.02)
     biased = finish_output(ideal, z, noise, {"vst": True, "vst_inverse": "algebraic"})[:, 0]
     assert abs(biased[0] - clean[0]) > 2 * abs(restored[0] - clean[0])
+
+
+def test_training_target_is_the_clean_image_in_the_network_domain(phantom2d):
+    noise = NoiseProfile(sigma=0.0, a=0.02, b=1e-4)
+    cfg = {"vst": True, "noise_map": True, "vst_inverse": "algebraic"}
+    target = prepare_target(phantom2d, noise, cfg)
+    assert target.shape == (1,) + phantom2d.shape
+    np.testing.assert_array_equal(target[0], prepare_input(phantom2d, noise, cfg)[0])
+    np.testing.assert_allclose(finish_output(target, phantom2d, noise, cfg), phantom2d, atol=2e-5)
+    np.testing.assert_array_equal(prepare_target(phantom2d, noise, {"noise_map": True})[0], phantom2d)
 
 
 def test_gaussian_only_noise_makes_the_vst_an_identity(phantom2d):
