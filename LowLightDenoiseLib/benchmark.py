@@ -13,8 +13,8 @@ each of its modes (2D slice-wise, 3D). PSNR, SSIM and MSE come from
 Speed and memory. A CT-sized volume (default 512 x 512 x 300, made from the real chest CT
 ``cxr.nii.gz``, 512 x 512 x 133, extended along z by mirror reflection) is written to a file; each
 method then runs file -> denoise -> file in its own child process, so that the child's peak
-resident memory (``ru_maxrss``) belongs to that method alone, on the CPU (threads stated) and on
-the GPU when one exists (timed with ``torch.cuda.synchronize``, peak memory from
+resident memory (``VmHWM``, or ``ru_maxrss`` off Linux) belongs to that method alone, on the CPU
+(threads stated) and on the GPU when one exists (timed with ``torch.cuda.synchronize``, peak memory from
 ``torch.cuda.max_memory_allocated``).
 
 Output: ``report.md``, ``quality.csv``/``quality.json`` (one row per scan x level x method x
@@ -50,6 +50,7 @@ EXTRA_NOISE = {
     "speckle": {"sigma": 0.2},
     "rician": {"sigma": 0.05},
     "salt_pepper": {"amount": 0.02},
+    "correlated_gaussian": {"sigma": 0.05, "length": 2.0},
 }
 QUICK_METHODS = ("gaussian", "median", "tv")
 SPEED_SHAPE = (300, 512, 512)
@@ -244,6 +245,7 @@ def machine_info(threads: Optional[int] = None) -> Dict[str, Any]:
         "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": threads or torch.get_num_threads(),
         "python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
         "numpy": np.__version__, "gpu": None, "cuda": None,
+        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     try:
@@ -1051,11 +1053,24 @@ def run_speed_child(method: str, input_path: Path, output_path: Path, device: st
     return dict(base, **json.loads(lines[-1]))
 
 
-def _max_rss_mb() -> float:
+def _max_rss_mb() -> Tuple[float, str]:
+    """Peak resident memory of this process in MB, and how it was read.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, the high-water mark of this process's own address
+    space. ``ru_maxrss`` is not used there because a child started by ``subprocess`` (vfork + exec)
+    inherits the parent's high-water mark, which would charge the benchmark's own memory to the
+    method. Elsewhere: ``ru_maxrss`` (bytes on macOS, KiB on other systems).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024, "VmHWM"
+    except OSError:
+        pass
     import resource
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 1024 ** 2 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+    return (rss / 1024 ** 2 if sys.platform == "darwin" else rss / 1024), "ru_maxrss"
 
 
 def speed_child(spec: Dict[str, Any]) -> Dict[str, Any]:
@@ -1072,7 +1087,7 @@ def speed_child(spec: Dict[str, Any]) -> Dict[str, Any]:
     t0 = time.perf_counter()
     method = load_method(spec["method"], device)
     t_load = time.perf_counter()
-    baseline = _max_rss_mb()
+    baseline, _ = _max_rss_mb()
     volume = io.read_volume(spec["input"])
     t_read = time.perf_counter()
     if cuda:
@@ -1089,13 +1104,14 @@ def speed_child(spec: Dict[str, Any]) -> Dict[str, Any]:
     t_write = time.perf_counter()
     voxels = int(np.prod(volume.spatial_shape))
     denoise_s = t_denoise - t1
+    peak, how = _max_rss_mb()
     return {
         "mode": result.mode, "threads": torch.get_num_threads(), "voxels": voxels,
         "volume_bytes": voxels * 4 * volume.channels, "load_s": round(t_load - t0, 3),
         "read_s": round(t_read - t_load, 3), "denoise_s": round(denoise_s, 3), "write_s": round(t_write - t_denoise, 3),
         "end_to_end_s": round((t_load - t0) + (t_read - t_load) + denoise_s + (t_write - t_denoise), 3),
         "voxels_per_s": voxels / denoise_s, "mvoxels_per_s": round(voxels / denoise_s / 1e6, 4),
-        "baseline_rss_mb": round(baseline, 1), "peak_rss_mb": round(_max_rss_mb(), 1),
+        "baseline_rss_mb": round(baseline, 1), "peak_rss_mb": round(peak, 1), "rss_source": how,
         "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 1024 ** 2, 1) if cuda else None,
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "gpu_warmup": bool(cuda),
@@ -1163,7 +1179,9 @@ def render_report(bench: Benchmark) -> str:
         f"Date: {m['date']}; commit {m.get('git_commit') or 'unknown'}.", "",
         f"Machine: {m['cpu']}, {m['cpu_count']} CPU cores, torch {m['torch']} with {m['torch_threads']} threads, "
         f"MONAI {m.get('monai')}, numpy {m['numpy']}, Python {m['python']}; GPU: {gpu}"
-        + (f" (CUDA {m['cuda']})" if m.get("cuda") else "") + ".", "",
+        + (f" (CUDA {m['cuda']})" if m.get("cuda") else "") + "."
+        + (f" Load average at the start (1, 5, 15 min): {', '.join(map(str, m['load_average']))}; the machine may "
+           "be shared, so times are upper bounds." if m.get("load_average") else ""), "",
         f"Data: {bench.data_note}. Each scan is centre-cropped to at most "
         f"{cfg.max_slices or 'all'} slices and {cfg.crop or 'full'} pixels in-plane"
         + (f"; for the per-resolution table each scan is also evaluated whole, resized in-plane to "
@@ -1229,7 +1247,9 @@ def render_speed(bench: Benchmark) -> List[str]:
     lines += [f"Volume: {' x '.join(map(str, bench.config.speed_shape[::-1]))} voxels (x, y, z) from "
               f"{getattr(bench, 'speed_note', '')}. End to end = load the method + read the file + denoise + "
               "write the file (interpreter and library import not included). Mvoxel/s = voxels / denoise "
-              "seconds. Peak RAM = the child's `ru_maxrss` (includes the Python/torch baseline, shown apart). "
+              "seconds. Peak RAM = the child's own high-water mark of resident memory (`VmHWM` on Linux; `ru_maxrss` "
+              "elsewhere, since on Linux a child inherits its parent's `ru_maxrss`), including the Python/torch "
+              "baseline after loading the method, shown in brackets. "
               "On a GPU the method first runs once on 8 slices (warm-up, not timed) and peak GPU memory is "
               "`torch.cuda.max_memory_allocated` of the timed run.", ""]
     rows = []

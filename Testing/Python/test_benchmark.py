@@ -241,3 +241,16 @@ def test_learned_model_gets_architecture_row_speed_and_feature_maps(tmp_path, mo
     assert {r["mode"] for r in rows if r["method"] == "tiny-2d"} == {"2d"}, "a 2D model runs in 2D mode only"
     assert (out / "figures" / "feature_maps.png").stat().st_size > 0
     assert "| tiny-2d | dncnn |" in (out / "report.md").read_text()
+
+
+def test_every_extra_noise_type_builds_and_degrades(ct_path):
+    from LowLightDenoiseLib import io
+    from LowLightDenoiseLib.degrade import simulate_volume
+
+    clean = io.read_volume(ct_path)
+    cfg = benchmark.BenchmarkConfig.from_args(_args(["--noise", ",".join(benchmark.EXTRA_NOISE), "--out", "unused"]))
+    degs = benchmark.degradations(cfg)
+    assert [d.kind for d in degs] == ["lowlight"] * 3 + list(benchmark.EXTRA_NOISE)
+    for d in degs:
+        noisy = simulate_volume(clean, d.build(), seed=1)
+        assert noisy.array.shape == clean.array.shape and not np.array_equal(noisy.array, clean.array)
