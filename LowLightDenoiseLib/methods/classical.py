@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import abc
 import math
+import warnings
 from typing import Any, Dict, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
@@ -343,6 +344,7 @@ class WaveletDenoiser(Denoiser):
 
     name = "wavelet"
     title = "Wavelet BayesShrink"
+    min_size = 6  # one decomposition level of the db2 wavelet without boundary-only coefficients
     factor_3d = 1.0
     parameter_names = ("sigma", "wavelet", "cycle_spin")
 
@@ -443,7 +445,9 @@ class HistogramEqualization(Enhancer):
     def enhance(self, image, params):
         from skimage.exposure import equalize_hist
 
-        equalised = equalize_hist(image, nbins=int(params["bins"]))
+        with warnings.catch_warnings():  # a slice 3 or 4 pixels wide is not a colour image
+            warnings.filterwarnings("ignore", message="This might be a color image")
+            equalised = equalize_hist(image, nbins=int(params["bins"]))
         return image + float(params["blend"]) * (equalised - image)
 
 
@@ -498,21 +502,21 @@ class ContrastStretch(Enhancer):
 
 
 class GammaCorrection(Enhancer):
-    """Power-law (gamma) correction ``y = x ** gamma`` with gamma from the mean brightness.
+    """Power-law (gamma) correction ``y = x ** gamma`` with gamma from the median brightness.
 
-    The automatic gamma maps the mean of the image to 0.5 (gamma < 1 brightens a dark image,
+    The automatic gamma maps the median of the image to 0.5 (gamma < 1 brightens a dark image,
     > 1 darkens a bright one), limited to [0.2, 5]; ``strength`` multiplies ``log(gamma)``
     (0 = identity, 2 = the square of the automatic gamma).
     """
 
     name = "gamma"
-    title = "Gamma correction (from the mean brightness)"
+    title = "Gamma correction (from the median brightness)"
     parameter_names = ("gamma",)
     min_size = 1
 
     def parameters(self, image, sigma, strength):
-        mean = float(np.clip(np.mean(image), 1e-3, 1 - 1e-3))
-        gamma = float(np.clip(math.log(0.5) / math.log(mean), 0.2, 5.0))
+        median = float(np.clip(np.median(image), 1e-3, 1 - 1e-3))
+        gamma = float(np.clip(math.log(0.5) / math.log(median), 0.2, 5.0))
         return {"gamma": gamma ** strength}
 
     def enhance(self, image, params):
