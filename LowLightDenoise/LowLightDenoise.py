@@ -372,7 +372,10 @@ class LowLightDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         nodes, table = mrml.publish_denoise(slicer.mrmlScene, job, outcomes)
         self._showVolumes(slicer.mrmlScene.GetNodeByID(job.input_node_id), nodes[0], table)
         row = outcomes[0].row
-        self._setStatus(f"{row['method']}: {row['seconds']:.1f} s on {row['device']} ({row['mode']}).")
+        self._setStatus(f"{row['method']}: {row['seconds']:.1f} s on {row['device']} ({row['mode']}). "
+                        + " ".join(outcomes[0].warnings))
+        if outcomes[0].warnings:
+            slicer.util.warningDisplay(" ".join(outcomes[0].warnings), windowTitle="Low-Light Denoise")
 
     def _showCompared(self, job, outcomes) -> None:
         nodes, table = mrml.publish_denoise(slicer.mrmlScene, job, outcomes,

@@ -375,6 +375,8 @@ class DenoiseOutcome:
     volume: Volume
     row: Dict[str, Any]
     category: str = "denoise"
+    #: sentences to show the user (e.g. out of GPU memory: retried with smaller tiles, finished on the CPU)
+    warnings: List[str] = dataclasses.field(default_factory=list)
 
 
 def prepare_denoise(input_node: Any, settings: DenoiseSettings, reference_node: Any = None,
@@ -435,8 +437,12 @@ def run_job(job: DenoiseJob, progress: Optional[ProgressCallback] = None,
         result = denoise_volume(job.input, method, mode=s.mode, axis=s.axis, device=s.device,
                                 strength=s.strength, progress=sub.step, cancel=control.cancel)
         row: Dict[str, Any] = dict(result.summary())
+        warnings = [str(w) for w in getattr(result, "warnings", [])]
+        row.pop("warnings", None)
         row.update(_quality(result.volume, job))
-        outcomes.append(DenoiseOutcome(result.method, result.volume, row, method.category))
+        if warnings:
+            row["warnings"] = " ".join(warnings)
+        outcomes.append(DenoiseOutcome(result.method, result.volume, row, method.category, warnings))
         sub.step(1.0, f"{name}: done in {result.seconds:.1f} s on {result.device}")
     return outcomes
 
@@ -496,10 +502,10 @@ def compare_nodes(scene: Any, input_node: Any, methods: Sequence[str], *, refere
 
 
 def default_plot_column(table_node: Any) -> str:
-    """PSNR when the table has it, else the first numeric metric after the run columns."""
+    """PSNR when the table has it, else the noise reduction, else the first numeric metric."""
     table = table_node.GetTable()
     names = [table.GetColumn(c).GetName() for c in range(table.GetNumberOfColumns())]
-    for candidate in ("psnr", "PSNR"):
+    for candidate in ("psnr", "noise_reduction"):
         if candidate in names:
             return candidate
     for c, col in enumerate(names):
