@@ -51,6 +51,8 @@ EXTRA_NOISE = {
     "rician": {"sigma": 0.05},
     "salt_pepper": {"amount": 0.02},
     "correlated_gaussian": {"sigma": 0.05, "length": 2.0},
+    # darkened and noisy, for the enhancement methods: the reference is the clean, bright image
+    "dark": {"brightness": 0.3, "gamma": 1.5, "peak": 100.0, "read_noise": 1.0},
 }
 QUICK_METHODS = ("gaussian", "median", "tv")
 SPEED_SHAPE = (300, 512, 512)
@@ -594,10 +596,7 @@ class Degradation:
     def build(self) -> Any:
         from . import degrade
 
-        if self.kind == "lowlight":
-            return degrade.LowLight(brightness=1.0, gamma=1.0, peak=self.params["peak"],
-                                    read_noise=self.params["read_noise"])
-        return degrade.make_degradation(self.kind, **self.params)
+        return degrade.make_degradation("lowlight" if self.kind == "dark" else self.kind, **self.params)
 
 
 def degradations(config: BenchmarkConfig) -> List[Degradation]:

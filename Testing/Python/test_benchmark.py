@@ -254,3 +254,5 @@ def test_every_extra_noise_type_builds_and_degrades(ct_path):
     for d in degs:
         noisy = simulate_volume(clean, d.build(), seed=1)
         assert noisy.array.shape == clean.array.shape and not np.array_equal(noisy.array, clean.array)
+        if d.kind == "dark":
+            assert noisy.array.mean() < clean.array.mean(), "the dark degradation darkens"
