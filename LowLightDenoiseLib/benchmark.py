@@ -807,9 +807,9 @@ class Benchmark:
         summary = {"command": self.config.command, "machine": self.machine, "data": self.data_note,
                    "scans": [dataclasses.asdict(s) for s in self.scans], "methods": self.methods,
                    "degradations": [dataclasses.asdict(d) for d in degradations(self.config)],
-                   "by_method_level": summarise(native, ("method", "mode", "degradation")),
-                   "by_modality": summarise(native, ("modality", "method", "mode")),
-                   "by_resolution": summarise(middle, ("resolution", "method", "mode")),
+                   "by_method_level": summarise(native, ("method", "category", "mode", "degradation")),
+                   "by_modality": summarise(native, ("modality", "method", "category", "mode")),
+                   "by_resolution": summarise(middle, ("resolution", "method", "category", "mode")),
                    "architectures": self.architecture_rows(), "speed_targets": self.targets(),
                    "notes": self.notes}
         self.summary = summary
@@ -892,11 +892,12 @@ class Benchmark:
             files.append((f"Surface plot of a central region before and after ({best_label}): {title}",
                           figures.surface_plot(ex["degraded"], best, fig_dir / f"surface_{key}.png",
                                                labels=("degraded", best_label), title=title)))
-        rows = self.summary["by_method_level"]
+        low_light = {d.label for d in degradations(self.config) if d.kind == "lowlight"}
+        rows = [r for r in self.summary["by_method_level"] if r["degradation"] in low_light]
         if rows:
-            files.append(("Mean PSNR per method and degradation",
+            files.append(("Mean PSNR per method at each photon-limited low-light level",
                           figures.metric_bars(rows, "psnr", fig_dir / "psnr_bars.png")))
-            files.append(("Mean SSIM per method and degradation",
+            files.append(("Mean SSIM per method at each photon-limited low-light level",
                           figures.metric_bars(rows, "ssim", fig_dir / "ssim_bars.png")))
         timing = [r for r in self.speed if not r.get("error")]
         if timing:
@@ -1158,13 +1159,30 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+_CATEGORY_ORDER = {"-": 0, "denoise": 1, "enhance": 2}
+
+
 def _pivot(rows: List[Dict[str, Any]], row_keys: Sequence[str], col_key: str, metric: str,
            digits: int) -> Tuple[List[str], List[List[str]]]:
+    """Rows = methods (input first, then denoisers, then enhancers), columns = ``col_key`` values;
+    the best method of each column (highest PSNR/SSIM, lowest MSE) in bold."""
     cols = list(dict.fromkeys(r[col_key] for r in rows))
     table: Dict[Tuple[Any, ...], Dict[Any, Any]] = {}
-    for r in rows:
+    for r in sorted(rows, key=lambda r: _CATEGORY_ORDER.get(str(r.get("category")), 3)):
         table.setdefault(tuple(r[k] for k in row_keys), {})[r[col_key]] = r[metric]
-    body = [[*map(str, key)] + [_fmt(vals.get(c), digits) for c in cols] for key, vals in table.items()]
+    best: Dict[Any, Any] = {}
+    for c in cols:
+        vals = [v.get(c) for k, v in table.items() if k[0] != NOISY and v.get(c) is not None]
+        if vals:
+            best[c] = min(vals) if metric == "mse" else max(vals)
+    body = []
+    for key, vals in table.items():
+        cells = []
+        for c in cols:
+            text = _fmt(vals.get(c), digits)
+            bold = key[0] != NOISY and vals.get(c) is not None and vals.get(c) == best.get(c)
+            cells.append(f"**{text}**" if bold else text)
+        body.append([*map(str, key)] + cells)
     return [*row_keys] + [str(c) for c in cols], body
 
 
@@ -1204,15 +1222,15 @@ def render_report(bench: Benchmark) -> str:
     denoise = [r for r in q["by_method_level"]]
     lines += ["## Quality per method and degradation (mean over scans)", ""]
     for metric, digits in (("psnr", 2), ("ssim", 4), ("mse", 4)):
-        header, body = _pivot(denoise, ("method", "mode"), "degradation", metric, digits)
+        header, body = _pivot(denoise, ("method", "category", "mode"), "degradation", metric, digits)
         lines += [f"### {metric.upper()}" + (" (dB)" if metric == "psnr" else "")
                   + (" (physical units squared: compare within a column only)" if metric == "mse" else ""), "",
                   markdown_table(header, body), ""]
-    header, body = _pivot(q["by_modality"], ("method", "mode"), "modality", "psnr", 2)
+    header, body = _pivot(q["by_modality"], ("method", "category", "mode"), "modality", "psnr", 2)
     lines += ["## PSNR (dB) per modality (mean over scans and degradations)", "", markdown_table(header, body), ""]
-    header, body = _pivot(q["by_modality"], ("method", "mode"), "modality", "ssim", 4)
+    header, body = _pivot(q["by_modality"], ("method", "category", "mode"), "modality", "ssim", 4)
     lines += ["## SSIM per modality", "", markdown_table(header, body), ""]
-    header, body = _pivot(q["by_resolution"], ("method", "mode"), "resolution", "psnr", 2)
+    header, body = _pivot(q["by_resolution"], ("method", "category", "mode"), "resolution", "psnr", 2)
     lines += [f"## PSNR (dB) per image resolution (peak {sorted(cfg.levels)[len(cfg.levels) // 2]:g}, mean over "
               "the scans evaluated at that size)", "", markdown_table(header, body), ""]
     arch = q["architectures"]

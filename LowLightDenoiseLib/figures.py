@@ -136,7 +136,7 @@ def metric_bars(rows: List[Dict[str, Any]], metric: str, path: Path) -> Path:
     values = {(f"{r['method']} ({r['mode']})" if r["mode"] not in ("-", None) else r["method"], r["degradation"]):
               r[metric] for r in rows}
     width = 0.8 / max(1, len(levels))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(methods) * max(1, len(levels)) ** 0.5 + 2), 3.8))
+    fig, ax = plt.subplots(figsize=(min(18.0, max(6.0, 0.3 * len(methods) * max(1, len(levels)) ** 0.5 + 2)), 3.8))
     x = np.arange(len(methods))
     for i, level in enumerate(levels):
         vals = [values.get((m, level)) for m in methods]

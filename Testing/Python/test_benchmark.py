@@ -94,7 +94,7 @@ def test_report_states_command_machine_date_and_gpu(quick_report):
     text = (quick_report / "report.md").read_text()
     assert "Command: `lowlightdenoise benchmark --data " in text and "--quick" in text
     assert "torch " in text and "threads" in text and "Date: " in text and "CPU cores" in text
-    assert "| gaussian | 2d |" in text and "| noisy input | - |" in text
+    assert "| gaussian | denoise | 2d |" in text and "| noisy input | - | - |" in text
     assert "## PSNR (dB) per modality" in text and "| CT | X-ray |" in text
     assert "## PSNR (dB) per image resolution" in text
     import torch
