@@ -26,9 +26,10 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import InputError, LowLightDenoiseError
+from .resources import resources_dir
 
 #: Where the fitted classifier parameters are read from.
-CLASSIFIER_PATH = Path(__file__).resolve().parent.parent / "Resources" / "NoiseClassifier.json"
+CLASSIFIER_PATH = resources_dir() / "NoiseClassifier.json"
 NOISE_LABELS: Tuple[str, ...] = ("gaussian", "poisson", "salt_pepper", "speckle", "rician")
 
 _MAX_SLICES = 8

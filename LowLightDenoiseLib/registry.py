@@ -38,13 +38,13 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .errors import CancelledError, DownloadError, InputError, ModelNotAvailableError
 from .progress import CancelToken, ProgressCallback
+from .resources import resources_dir
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_REGISTRY = ROOT / "Resources" / "Models.json"
-BUNDLED_DIR = ROOT / "Resources" / "Models"
+DEFAULT_REGISTRY = resources_dir() / "Models.json"
+BUNDLED_DIR = resources_dir() / "Models"
 SCHEMA_VERSION = 1
 ENV_REGISTRY = "LOWLIGHTDENOISE_REGISTRY"
 ENV_MODELS_DIR = "LOWLIGHTDENOISE_MODELS_DIR"
