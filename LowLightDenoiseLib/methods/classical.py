@@ -26,7 +26,7 @@ from __future__ import annotations
 import abc
 import math
 import warnings
-from typing import Any, Dict, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Dict, Optional, Tuple, Type, Union
 
 import numpy as np
 
@@ -138,7 +138,8 @@ class Denoiser(ClassicalMethod):
         stabilised, sigma, _ = self._domain(image, context.noise)
         return self._params(stabilised, sigma, context)
 
-    def _domain(self, image: np.ndarray, noise: NoiseProfile):
+    def _domain(self, image: np.ndarray, noise: NoiseProfile) -> Tuple[np.ndarray, float, bool]:
+        """The image to denoise (stabilised or not), its noise sigma there, and whether it is stabilised."""
         if self.uses_vst(image, noise):
             from ..vst import generalized_anscombe
 
@@ -265,12 +266,12 @@ class BilateralFilter(Denoiser):
 
     name = "bilateral"
     title = "Bilateral filter (range sigma from the noise level)"
-    factor_3d = 0.8
+    factor_3d = 1.0
     parameter_names = ("spatial_sigma", "range_sigma")
 
     def parameters(self, image, sigma, strength):
         rel = _relative_noise(image, sigma)
-        return {"spatial_sigma": float(np.clip(6.0 * rel ** 0.5, 1.0, 3.0 if image.ndim == 2 else 1.5)),
+        return {"spatial_sigma": float(np.clip(6.0 * rel ** 0.5, 1.0, 3.0 if image.ndim == 2 else 1.0)),
                 "range_sigma": strength * 3.0 * sigma}
 
     def denoise(self, image, params):
