@@ -1,0 +1,224 @@
+"""train/: data split, on-the-fly pairs, losses, one tiny training run, resume, export round trip.
+
+Everything runs on the real crops of Testing/Data (never on train/data, which CI does not have), with
+tiny networks and patches. Training itself is not tested: only that the machinery works.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from LowLightDenoiseLib.degrade import LowLight, simulate_volume
+from LowLightDenoiseLib.methods.learned import prepare_input
+from LowLightDenoiseLib.noise import estimate_noise
+from LowLightDenoiseLib.normalize import Normalizer
+from LowLightDenoiseLib.volume import Volume
+from train import prepare_data
+from train.dataset import PairConfig, PairDataset, Scan, load_scans, make_pair, make_region
+from train.evaluate import homogeneous_shift, true_profile
+from train.losses import DenoiseLoss, LossConfig, gradient_loss
+from train.train import TrainConfig, load_checkpoint, train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory, ct_path, mr_path, xray_path) -> tuple:
+    """A data folder in train/data's format built from the Testing/Data crops, with its own split."""
+    folder = tmp_path_factory.mktemp("data")
+    scans = {"ct": ct_path, "mr": mr_path, "xray": xray_path}
+    for sid, path in scans.items():
+        a = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
+        a = a[np.newaxis] if a.ndim == 2 else a
+        np.save(folder / f"{sid}.npy", a)
+        meta = {"id": sid, "modality": sid, "dims": 3 if a.shape[0] > 1 else 2, "channels": 1,
+                "min": float(a.min()), "max": float(a.max()), "spacing_xyz": [1.0, 1.0, 1.0]}
+        (folder / f"{sid}.json").write_text(json.dumps(meta))
+    splits = folder / "splits.json"
+    splits.write_text(json.dumps({"train": ["ct", "xray"], "val": ["mr"], "test": []}))
+    return folder, splits
+
+
+def tiny_config(run_name: str = "tiny", spatial_dims: int = 2, **optim) -> TrainConfig:
+    return TrainConfig.from_dict({
+        "name": run_name, "architecture": "unet", "spatial_dims": spatial_dims,
+        "network": {"features": [4, 4, 8, 8, 8, 4], "norm": "batch"}, "input": {"noise_map": True},
+        "data": {"patch": 32, "depth": 8, "context": 48, "context_depth": 10, "patches_per_region": 2},
+        "loss": {"mse": 1.0, "ssim": 0.1, "gradient": 0.1},
+        "optim": {"batch_size": 4, "samples_per_epoch": 8, "val_samples": 4, "max_epochs": 2, "threads": 1, **optim}})
+
+
+def test_committed_split_is_by_scan_and_matches_the_sources():
+    splits = json.loads((REPO / "train" / "splits.json").read_text())
+    assert prepare_data.make_splits() == {k: splits[k] for k in ("train", "val", "test")}
+    by_split = {k: set(splits[k]) for k in ("train", "val", "test")}
+    assert not (by_split["train"] & by_split["val"] or by_split["train"] & by_split["test"]
+                or by_split["val"] & by_split["test"])
+    # no source file (hence no slice of any scan) is used by two splits
+    files = {}
+    for s in prepare_data.SOURCES:
+        for p in s.paths:
+            assert files.setdefault(p, s.split) == s.split
+    manifest = json.loads((REPO / "train" / "data_manifest.json").read_text())
+    assert set(manifest["images"]) == {s.id for s in prepare_data.SOURCES}
+    assert all(len(h) == 64 for img in manifest["images"].values() for h in img["files"].values())
+
+
+def test_convert_reads_ct_in_hounsfield_units(ct_path):
+    source = prepare_data.Source("ct", "ct", (ct_path.name,), "train", "test", "MIT")
+    array, meta = prepare_data.convert(source, ct_path.parent)
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(ct_path)))
+    assert array.dtype == np.float32 and array.shape == reference.shape
+    np.testing.assert_array_equal(array, reference.astype(np.float32))
+    assert meta["min"] < -500 and meta["channels"] == 1
+
+
+def test_pairs_are_reproducible_blind_and_shaped(tiny_data):
+    folder, splits = tiny_data
+    cfg = PairConfig(patch=32, context=48)
+    scan = Scan.load("ct", folder)
+    a = make_pair(scan, cfg, {"noise_map": True}, np.random.default_rng(3))
+    b = make_pair(scan, cfg, {"noise_map": True}, np.random.default_rng(3))
+    c = make_pair(scan, cfg, {"noise_map": True}, np.random.default_rng(4))
+    assert a[0].shape == (2, 32, 32) and a[1].shape == (1, 32, 32)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+    region = make_region(scan, PairConfig(patch=32, context=48, augment=False), np.random.default_rng(5))
+    # the noise channel comes from the ESTIMATE on the noisy region, as in the engine (blind)
+    np.testing.assert_allclose(prepare_input(region.noisy, estimate_noise(region.noisy), {"noise_map": True})[1],
+                               prepare_input(region.noisy, region.noise, {"noise_map": True})[1])
+
+
+def test_denoise_target_is_the_noise_free_dark_mean_and_enhance_target_the_clean_frame(tiny_data):
+    folder, _ = tiny_data
+    scan = Scan.load("xray", folder)
+    diffs, ranges = [], []
+    for seed in range(6):
+        cfg = PairConfig(patch=32, context=96, augment=False, kinds=["lowlight"])
+        r = make_region(scan, cfg, np.random.default_rng(seed))
+        assert isinstance(r.degradation, LowLight)
+        diffs.append(float(np.mean(r.noisy - r.target)) / max(float(np.std(r.noisy - r.target)), 1e-9))
+        e = make_region(scan, PairConfig(patch=32, context=96, augment=False, kinds=["lowlight"], target="enhance"),
+                        np.random.default_rng(seed))
+        ranges.append((np.percentile(e.target, 0.5), np.percentile(e.target, 99.5)))
+    # denoise: noise is zero-mean around the target (a darkened, not restored, image)
+    assert abs(np.mean(diffs)) < 0.1
+    # enhance: the clean image spans [0, 1] by its own robust range whatever the darkening
+    np.testing.assert_allclose(np.array(ranges), np.tile([0.0, 1.0], (6, 1)), atol=1e-4)
+
+
+def test_dataset_shares_samples_disjointly_between_ranks_and_changes_with_epoch(tiny_data):
+    from torch.utils.data import DistributedSampler
+
+    folder, splits = tiny_data
+    cfg = PairConfig(patch=32, context=48, patches_per_region=2)
+    ds = PairDataset(load_scans("train", cfg, folder, splits), cfg, {"noise_map": True}, length=8, seed=1)
+    ranks = [list(DistributedSampler(ds, num_replicas=2, rank=r, shuffle=False)) for r in (0, 1)]
+    assert sorted(ranks[0] + ranks[1]) == list(range(8)) and not set(ranks[0]) & set(ranks[1])
+    first = ds[5][0].clone()
+    ds[2]  # another region replaces the cached one
+    assert torch.equal(ds[5][0], first)  # a sample is a pure function of (seed, epoch, index)
+    ds.set_epoch(1)
+    assert not torch.equal(ds[5][0], first)
+
+
+def test_3d_scans_only_for_3d_configs(tiny_data):
+    folder, splits = tiny_data
+    scans = load_scans("train", PairConfig(spatial_dims=3), folder, splits)
+    assert [s.id for s in scans] == ["ct"]
+
+
+def test_losses_gradient_term_and_weighted_total():
+    t = torch.rand(2, 1, 24, 24)
+    assert float(gradient_loss(t, t)) == 0.0
+    blurred = torch.nn.functional.avg_pool2d(t, 3, 1, 1)
+    assert float(gradient_loss(blurred, t)) > 0.01
+    loss = DenoiseLoss(LossConfig(mse=1.0, ssim=0.5, gradient=2.0), spatial_dims=2)
+    terms = loss(blurred, t)
+    expected = terms["mse"] + 0.5 * terms["ssim"] + 2.0 * terms["gradient"]
+    assert math.isclose(float(terms["total"]), float(expected), rel_tol=1e-6)
+    with pytest.raises(ValueError, match="local pretrained weights file"):
+        DenoiseLoss(LossConfig(perceptual=0.1), spatial_dims=2)
+
+
+def test_config_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="Unknown"):
+        TrainConfig.from_dict({"name": "x", "architecture": "unet", "spatial_dims": 2, "optim": {"lr0": 1}})
+
+
+def test_tiny_training_writes_logs_checkpoints_and_resumes(tiny_data, tmp_path):
+    folder, splits = tiny_data
+    run = tmp_path / "run"
+    summary = train(tiny_config(max_epochs=2), run, data_dir=folder, splits_file=splits, device="cpu", log=lambda s: None)
+    assert summary["epochs"] == 2
+    for name in ("checkpoint_last.pt", "checkpoint_best.pt", "log.csv", "loss_curve.png", "summary.json"):
+        assert (run / name).is_file(), name
+    state = load_checkpoint(run / "checkpoint_last.pt")  # weights_only=True
+    assert state["epoch"] == 1 and len(state["history"]) == 2
+    weights_before = {k: v.clone() for k, v in state["model"].items()}
+    summary = train(tiny_config(max_epochs=3), run, resume=True, data_dir=folder, splits_file=splits, device="cpu",
+                    log=lambda s: None)
+    state = load_checkpoint(run / "checkpoint_last.pt")
+    assert summary["epochs"] == 3 and state["epoch"] == 2
+    assert len((run / "log.csv").read_text().strip().splitlines()) == 4  # header + 3 epochs, none repeated
+    assert any(not torch.equal(weights_before[k], v) for k, v in state["model"].items())
+
+
+def test_export_round_trip_through_the_registry(tiny_data, tmp_path, ct_path):
+    from LowLightDenoiseLib import registry
+    from LowLightDenoiseLib.pipeline import denoise_volume
+    from train import export
+
+    folder, splits = tiny_data
+    run = tmp_path / "run"
+    train(tiny_config("tiny-export", max_epochs=1), run, data_dir=folder, splits_file=splits, device="cpu",
+          log=lambda s: None)
+    models_json = tmp_path / "Models.json"
+    models_json.write_text((REPO / "Resources" / "Models.json").read_text())
+    argv = [str(run), "--version", "0.0.1", "--modalities", "ct", "--models-json", str(models_json),
+            "--models-dir", str(tmp_path / "models"), "--cards-dir", str(tmp_path / "cards")]
+    assert export.main(argv) == 0
+    entry = registry.load_registry(models_json)["tiny-export"]
+    path = tmp_path / "models" / entry.file
+    assert entry.sha256 == export.sha256_file(path) and entry.size == path.stat().st_size
+    assert entry.url.endswith("/v0.0.1/tiny-export-0.0.1.safetensors")
+    assert (tmp_path / "cards" / "tiny-export.md").read_text().startswith("# Model card: tiny-export 0.0.1")
+    assert export.main(argv) == 0  # exporting again gives the same bytes
+    assert registry.load_registry(models_json)["tiny-export"].sha256 == entry.sha256
+
+    from LowLightDenoiseLib.methods.learned import LearnedMethod
+
+    method = LearnedMethod.from_weights(entry.spec, path)
+    state = load_checkpoint(run / "checkpoint_best.pt")["model"]
+    assert all(torch.equal(method.network.state_dict()[k], v) for k, v in state.items())
+    vol = Volume(sitk.GetArrayFromImage(sitk.ReadImage(str(ct_path))).astype(np.float32))
+    out = denoise_volume(vol, method, mode="2d", device="cpu")
+    assert out.volume.array.shape == vol.array.shape and np.all(np.isfinite(out.volume.array))
+
+
+def test_true_profile_predicts_the_noise_variance_in_engine_units(ct_path):
+    clean = sitk.GetArrayFromImage(sitk.ReadImage(str(ct_path))).astype(np.float32)
+    level = {"brightness": 1.0, "gamma": 1.0, "peak": 50.0, "read_noise": 1.0}
+    noisy = simulate_volume(Volume(clean), LowLight(**level), seed=0).array
+    a, b = true_profile(clean, noisy, level)
+    eng = Normalizer.fit(noisy)
+    c, n = eng.forward(clean), eng.forward(noisy)
+    for lo, hi in ((0.1, 0.3), (0.6, 0.9)):
+        sel = (c > lo) & (c < hi)
+        assert np.var(n[sel] - c[sel]) == pytest.approx(float(np.mean(a * c[sel] + b)), rel=0.1)
+
+
+def test_homogeneous_shift_is_zero_for_a_perfect_output_and_large_for_an_offset(phantom3d):
+    rng = np.random.default_rng(0)
+    noisy = phantom3d + rng.normal(0, 0.05, phantom3d.shape).astype(np.float32)
+    assert homogeneous_shift(phantom3d, noisy, phantom3d)["median_shift_over_noise_std"] == 0.0
+    shifted = homogeneous_shift(phantom3d, noisy, phantom3d + 0.02)
+    assert shifted["median_shift_over_noise_std"] == pytest.approx(0.4, rel=0.05)
+    assert shifted["share_below_0.1"] == 0.0

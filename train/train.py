@@ -1,0 +1,387 @@
+"""Train a denoising/enhancement network from a JSON config; CPU, one GPU or several GPUs, no code change.
+
+    python train/train.py train/configs/default-2d.json                 # CPU or one GPU
+    python train/train.py train/configs/default-2d.json --resume        # continue the last checkpoint
+    torchrun --nproc_per_node=4 train/train.py train/configs/default-2d.json   # several GPUs (DDP)
+
+Recipe: Adam (lr from the config, 1e-3), ReduceLROnPlateau (factor 0.1, patience 5) and early stopping
+(patience 10) on the validation loss, fixed seeds, a time budget (``optim.max_minutes``), resumable
+checkpoints (``checkpoint_last.pt``, ``checkpoint_best.pt``: plain state dicts, loaded with
+``weights_only=True``), a CSV log and a loss-curve PNG in ``train/runs/<name>/``, TensorBoard events
+there too when ``tensorboard`` is installed. Under ``torchrun`` each rank draws its own share of the
+samples (``DistributedSampler``); rank 0 validates, logs and saves.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+TRAIN_DIR = Path(__file__).resolve().parent
+if str(TRAIN_DIR.parent) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(TRAIN_DIR.parent))
+
+from LowLightDenoiseLib.networks import build_network, count_parameters  # noqa: E402
+from train.dataset import DATA_DIR, SPLITS, PairConfig, PairDataset, load_scans  # noqa: E402
+from train.losses import DenoiseLoss, LossConfig  # noqa: E402
+
+RUNS_DIR = TRAIN_DIR / "runs"
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    """Optimisation settings (the ``optim`` section of a training config)."""
+
+    lr: float = 1e-3
+    batch_size: int = 16
+    samples_per_epoch: int = 1024
+    val_samples: int = 128
+    max_epochs: int = 500
+    max_minutes: float = 40.0
+    early_stopping_patience: int = 10
+    plateau_patience: int = 5
+    plateau_factor: float = 0.1
+    num_workers: int = 0
+    threads: int = 2
+
+    @classmethod
+    def from_dict(cls, d: Dict) -> "OptimConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"Unknown optim option(s) {unknown}; known: {sorted(known)}.")
+        return cls(**d)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """A whole training run, read from ``train/configs/*.json``."""
+
+    name: str
+    architecture: str
+    spatial_dims: int
+    network: Dict[str, Any]
+    input: Dict[str, Any]
+    category: str
+    data: PairConfig
+    loss: LossConfig
+    optim: OptimConfig
+    seed: int = 0
+    description: str = ""
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        raw = json.loads(Path(path).read_text())
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: Dict) -> "TrainConfig":
+        raw = copy.deepcopy(raw)
+        required = ["name", "architecture", "spatial_dims"]
+        missing = [k for k in required if k not in raw]
+        if missing:
+            raise ValueError(f"Training config lacks {missing}.")
+        data = PairConfig.from_dict(dict(raw.pop("data", {}), spatial_dims=raw["spatial_dims"]))
+        cfg = cls(name=raw.pop("name"), architecture=raw.pop("architecture"), spatial_dims=int(raw.pop("spatial_dims")),
+                  network=raw.pop("network", {}), input=raw.pop("input", {}), category=raw.pop("category", "denoise"),
+                  data=data, loss=LossConfig.from_dict(raw.pop("loss", {})),
+                  optim=OptimConfig.from_dict(raw.pop("optim", {})), seed=int(raw.pop("seed", 0)),
+                  description=raw.pop("description", ""))
+        if raw:
+            raise ValueError(f"Unknown config key(s) {sorted(raw)}.")
+        if cfg.category not in ("denoise", "enhance"):
+            raise ValueError(f"category must be denoise or enhance, not {cfg.category!r}.")
+        return cfg
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["data"].pop("spatial_dims")
+        return d
+
+    def in_channels(self) -> int:
+        """Network input channels implied by the input config (image + optional noise map)."""
+        from LowLightDenoiseLib.methods.learned import input_channels
+
+        return int(input_channels(self.input))
+
+    def build_network(self) -> nn.Module:
+        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in self.network.items()}
+        return build_network(self.architecture, self.spatial_dims, self.in_channels(), **kwargs)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+@dataclasses.dataclass
+class Dist:
+    """Distributed context: world size 1 unless started by ``torchrun``."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def setup(cls, device: str = "auto") -> "Dist":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        cuda = torch.cuda.is_available() and device != "cpu"
+        if world > 1:
+            torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
+        dev = torch.device(f"cuda:{local}" if cuda else "cpu")
+        if cuda:
+            torch.cuda.set_device(dev)
+        return cls(rank, world, local, dev)
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def close(self) -> None:
+        if self.world > 1:
+            torch.distributed.destroy_process_group()
+
+
+class History:
+    """Per-epoch log as CSV (and TensorBoard when importable), with a loss-curve PNG."""
+
+    def __init__(self, run_dir: Path, rows: Optional[List[Dict[str, float]]] = None) -> None:
+        self.run_dir = run_dir
+        self.rows: List[Dict[str, float]] = list(rows or [])
+        self.writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        except ImportError:  # tensorboard is optional
+            self.writer = None
+
+    def add(self, row: Dict[str, float]) -> None:
+        self.rows.append(row)
+        if self.writer is not None:
+            for k, v in row.items():
+                if k != "epoch":
+                    self.writer.add_scalar(k, v, int(row["epoch"]))
+            self.writer.flush()
+        self.save()
+
+    def save(self) -> None:
+        if not self.rows:
+            return
+        keys = list(self.rows[-1])
+        with open(self.run_dir / "log.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(self.rows)
+        self.plot()
+
+    def plot(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        ep = [r["epoch"] for r in self.rows]
+        fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+        ax[0].plot(ep, [r["train_loss"] for r in self.rows], label="train")
+        ax[0].plot(ep, [r["val_loss"] for r in self.rows], label="validation")
+        ax[0].set_xlabel("epoch")
+        ax[0].set_ylabel("loss")
+        ax[0].set_yscale("log")
+        ax[0].legend()
+        ax[1].plot(ep, [r["val_psnr"] for r in self.rows], label="validation PSNR (normalised units)")
+        ax[1].plot(ep, [r["val_input_psnr"] for r in self.rows], "--", label="noisy input")
+        ax[1].set_xlabel("epoch")
+        ax[1].set_ylabel("dB")
+        ax[1].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(self.run_dir / "loss_curve.png", dpi=100)
+        plt.close(fig)
+
+
+def _psnr(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    mse = torch.mean((output - target) ** 2, dim=tuple(range(1, output.dim())))
+    return torch.mean(10 * torch.log10(1.0 / torch.clamp(mse, min=1e-12)))
+
+
+def evaluate_loader(model: nn.Module, loader: DataLoader, loss_fn: DenoiseLoss, device: torch.device) -> Dict[str, float]:
+    """Mean loss and PSNR (normalised units) of the model and of the noisy input on a loader."""
+    model.eval()
+    tot = {"val_loss": 0.0, "val_psnr": 0.0, "val_input_psnr": 0.0}
+    n = 0
+    with torch.inference_mode():
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            out = model(x)
+            k = x.shape[0]
+            tot["val_loss"] += float(loss_fn(out, y)["total"]) * k
+            tot["val_psnr"] += float(_psnr(out, y)) * k
+            tot["val_input_psnr"] += float(_psnr(x[:, :1], y)) * k
+            n += k
+    model.train()
+    return {k: v / max(n, 1) for k, v in tot.items()}
+
+
+def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> Dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` without unpickling code."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def train(config: TrainConfig, run_dir: Optional[Path] = None, resume: bool = False, device: str = "auto",
+          data_dir: Path = DATA_DIR, splits_file: Path = SPLITS, log=print) -> Dict[str, Any]:
+    """Run (or resume) one training; returns the summary written to ``run_dir/summary.json``."""
+    dist = Dist.setup(device)
+    run_dir = Path(run_dir or RUNS_DIR / config.name)
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    opt_cfg = config.optim
+    if dist.device.type == "cpu":
+        torch.set_num_threads(max(1, int(opt_cfg.threads)))
+    seed_everything(config.seed + dist.rank)
+
+    model = config.build_network().to(dist.device)
+    net = nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None) \
+        if dist.world > 1 else model
+    optimizer = torch.optim.Adam(net.parameters(), lr=opt_cfg.lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=opt_cfg.plateau_factor,
+                                                           patience=opt_cfg.plateau_patience)
+    loss_fn = DenoiseLoss(config.loss, config.spatial_dims).to(dist.device)
+
+    train_set = PairDataset(load_scans("train", config.data, data_dir, splits_file), config.data, config.input,
+                            opt_cfg.samples_per_epoch, seed=config.seed)
+    val_set = PairDataset(load_scans("val", config.data, data_dir, splits_file), config.data, config.input,
+                          opt_cfg.val_samples, seed=config.seed + 10_000, fixed=True)
+    val_set.augment = None
+    sampler = DistributedSampler(train_set, num_replicas=dist.world, rank=dist.rank, shuffle=False) \
+        if dist.world > 1 else None
+    train_loader = DataLoader(train_set, batch_size=opt_cfg.batch_size, sampler=sampler, shuffle=False,
+                              num_workers=opt_cfg.num_workers, drop_last=True,
+                              persistent_workers=opt_cfg.num_workers > 0)
+    val_loader = DataLoader(val_set, batch_size=opt_cfg.batch_size, num_workers=0)
+
+    start_epoch, best, bad_epochs, elapsed, rows = 0, math.inf, 0, 0.0, []
+    last = run_dir / "checkpoint_last.pt"
+    if resume and last.is_file():
+        state = load_checkpoint(last)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best, bad_epochs = int(state["epoch"]) + 1, float(state["best"]), int(state["bad_epochs"])
+        elapsed, rows = float(state["elapsed"]), list(state["history"])
+        torch.set_rng_state(state["torch_rng"])
+        if dist.main:
+            log(f"resumed {config.name} at epoch {start_epoch} (best val loss {best:.5f})")
+    history = History(run_dir, rows) if dist.main else None
+    if dist.main:
+        log(f"{config.name}: {config.architecture} {config.spatial_dims}D, {count_parameters(model)} parameters, "
+            f"{len(train_set.scans)} training scans, {len(val_set.scans)} validation scans, device {dist.device}, "
+            f"world {dist.world}")
+
+    stop_reason = "max_epochs"
+    t_start = time.perf_counter() - elapsed
+    for epoch in range(start_epoch, opt_cfg.max_epochs):
+        train_set.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        t0 = time.perf_counter()
+        sums: Dict[str, float] = {}
+        steps = 0
+        for x, y in train_loader:
+            x, y = x.to(dist.device, non_blocking=True), y.to(dist.device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            terms = loss_fn(net(x), y)
+            terms["total"].backward()
+            optimizer.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            steps += 1
+        metrics = evaluate_loader(model, val_loader, loss_fn, dist.device)
+        val_loss = metrics["val_loss"]
+        scheduler.step(val_loss)
+        improved = val_loss < best
+        if improved:
+            best, bad_epochs = val_loss, 0
+        else:
+            bad_epochs += 1
+        elapsed = time.perf_counter() - t_start
+        if dist.main:
+            row = {"epoch": epoch, "train_loss": sums.get("total", 0.0) / max(steps, 1),
+                   **{f"train_{k}": v / max(steps, 1) for k, v in sums.items() if k != "total"},
+                   **metrics, "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": time.perf_counter() - t0,
+                   "elapsed_minutes": elapsed / 60}
+            history.add(row)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "epoch": epoch, "best": best, "bad_epochs": bad_epochs,
+                     "elapsed": elapsed, "history": history.rows, "torch_rng": torch.get_rng_state(),
+                     "config": json.dumps(config.to_dict())}
+            save_checkpoint(last, state)
+            if improved:
+                save_checkpoint(run_dir / "checkpoint_best.pt", {"model": model.state_dict(), "epoch": epoch,
+                                                                 "best": best, "config": json.dumps(config.to_dict())})
+            log(f"epoch {epoch:3d} train {row['train_loss']:.5f} val {val_loss:.5f} "
+                f"psnr {metrics['val_psnr']:.2f} (input {metrics['val_input_psnr']:.2f}) lr {row['lr']:.1e} "
+                f"{row['epoch_seconds']:.0f}s{' *' if improved else ''}")
+        if bad_epochs >= opt_cfg.early_stopping_patience:
+            stop_reason = "early_stopping"
+            break
+        if elapsed / 60 >= opt_cfg.max_minutes:
+            stop_reason = "time_budget"
+            break
+    dist.barrier()
+    summary = {"name": config.name, "stop_reason": stop_reason, "epochs": (history.rows[-1]["epoch"] + 1)
+               if history and history.rows else 0, "best_val_loss": best, "minutes": elapsed / 60,
+               "parameters": count_parameters(model), "device": str(dist.device), "world_size": dist.world}
+    if dist.main:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        log(f"{config.name}: stopped ({stop_reason}) after {summary['epochs']} epochs, {summary['minutes']:.1f} min")
+    dist.close()
+    return summary
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="Train a LowLightDenoise model from a JSON config.")
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--run-dir", type=Path, default=None, help="default train/runs/<name>")
+    parser.add_argument("--resume", action="store_true", help="continue from checkpoint_last.pt")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--max-minutes", type=float, default=None, help="override optim.max_minutes")
+    args = parser.parse_args(argv)
+    config = TrainConfig.load(args.config)
+    if args.max_minutes is not None:
+        config.optim.max_minutes = args.max_minutes
+    train(config, args.run_dir, resume=args.resume, device=args.device)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
