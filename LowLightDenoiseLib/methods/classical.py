@@ -362,7 +362,16 @@ class WaveletDenoiser(Denoiser):
         shifts = int(params["cycle_spin"])
         if shifts <= 0:
             return denoise_wavelet(image, **kwargs)
-        return cycle_spin(image, denoise_wavelet, max_shifts=shifts, func_kw=kwargs, workers=1)
+        return cycle_spin(image, denoise_wavelet, max_shifts=shifts, func_kw=kwargs, **_serial_cycle_spin())
+
+
+def _serial_cycle_spin() -> Dict[str, int]:
+    """Keyword that runs :func:`skimage.restoration.cycle_spin` serially (renamed in scikit-image 0.25)."""
+    import inspect
+
+    from skimage.restoration import cycle_spin
+
+    return {"workers": 1} if "workers" in inspect.signature(cycle_spin).parameters else {"num_workers": 1}
 
 
 class NonLocalMeans(Denoiser):
