@@ -517,7 +517,7 @@ def _registry_models() -> List[Dict[str, Any]]:
     return rows
 
 
-def resolve_methods(spec: str, quick: bool = False) -> List[str]:
+def resolve_methods(spec: str) -> List[str]:
     """Method names from ``all | classical | learned | denoisers`` or a comma-separated list."""
     from .methods import classical_method_names
 
@@ -652,7 +652,7 @@ class Benchmark:
         cfg = self.config
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.methods = resolve_methods(cfg.methods, cfg.quick)
+        self.methods = resolve_methods(cfg.methods)
         self.models = {m["name"]: m for m in _registry_models() if m["name"] in self.methods}
         self.scans, self.data_note = find_scans(cfg.data)
         self.machine = machine_info(cfg.threads or None)
@@ -767,7 +767,7 @@ class Benchmark:
             self.notes.append("Speed and memory were not measured: the real CT `cxr.nii.gz` was not found "
                               "(give it with `--speed-source`).")
             return
-        names = resolve_methods(cfg.speed_methods, cfg.quick) if cfg.speed_methods else list(self.methods)
+        names = resolve_methods(cfg.speed_methods) if cfg.speed_methods else list(self.methods)
         devices = speed_devices(cfg.speed_devices)
         work = cfg.out / "_work"
         work.mkdir(parents=True, exist_ok=True)
@@ -1091,7 +1091,7 @@ def speed_child(spec: Dict[str, Any]) -> Dict[str, Any]:
     volume = io.read_volume(spec["input"])
     t_read = time.perf_counter()
     if cuda:
-        warm = volume.with_array(volume.array[: min(8, volume.array.shape[0])])
+        warm = volume.with_array(volume.array[: min(volume.array.shape[0], max(16, int(method.min_size)))])
         denoise_volume(warm, method, mode="auto", device=device)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -1267,7 +1267,7 @@ def render_speed(bench: Benchmark) -> List[str]:
               "seconds. Peak RAM = the child's own high-water mark of resident memory (`VmHWM` on Linux; `ru_maxrss` "
               "elsewhere, since on Linux a child inherits its parent's `ru_maxrss`), including the Python/torch "
               "baseline after loading the method, shown in brackets. "
-              "On a GPU the method first runs once on 8 slices (warm-up, not timed) and peak GPU memory is "
+              "On a GPU the method first runs once on 16 slices (warm-up, not timed) and peak GPU memory is "
               "`torch.cuda.max_memory_allocated` of the timed run.", ""]
     rows = []
     for r in bench.speed:
