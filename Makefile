@@ -4,7 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_OUT := demo-output
 
-.PHONY: venv demo test clean
+# Slicer 5.8 runs Python 3.9: the torch-free part of the library is also tested there when a 3.9
+# interpreter exists (pyenv on the development and CI machines).
+PY39 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9) $(wildcard /usr/bin/python3.9))
+PY39_TESTS := Testing/Python/test_io.py Testing/Python/test_degrade.py Testing/Python/test_vst.py \
+	Testing/Python/test_noise.py Testing/Python/test_classical.py
+
+.PHONY: venv demo test test-py39 clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,5 +31,11 @@ demo: venv
 test: venv
 	$(PY) -m pytest -n 2 -q
 
+test-py39:
+	@if [ -z "$(PY39)" ]; then echo "No Python 3.9 interpreter found: Python 3.9 check skipped."; exit 0; fi; \
+	set -e; $(PY39) -m venv .venv39; \
+	.venv39/bin/python -m pip install -q numpy scipy SimpleITK scikit-image PyWavelets tqdm pytest hypothesis; \
+	.venv39/bin/python -m pytest -q -p no:cacheprovider $(PY39_TESTS)
+
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) .venv39 $(DEMO_OUT) .pytest_cache
