@@ -448,9 +448,10 @@ def prepare_clean(volume: Volume, max_slices: int, crop: int, resolution: Option
     return out
 
 
-def resolution_label(shape: Sequence[int], resized: bool = False) -> str:
-    """In-plane size ``"H x W"`` plus how it was made (central crop or whole slice resized)."""
-    return f"{shape[1]} x {shape[2]} {'whole, resized' if resized else 'crop'}"
+def resolution_label(shape: Sequence[int], resolution: Optional[int] = None) -> str:
+    """Key of the per-resolution table: ``"H x W crop"``, or ``"N px whole, resized"`` for a
+    resized variant (N = the longer side)."""
+    return f"{resolution} px whole, resized" if resolution else f"{shape[1]} x {shape[2]} crop"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -703,8 +704,9 @@ class Benchmark:
                     seed = cfg.seed + 1000 * d_index
                     degraded = simulate_volume(clean, deg.build(), seed=seed)
                     base = {"scan": spec.name, "modality": spec.modality,
+                            "data": "2D images" if clean.is_2d else "volumes",
                             "shape": " x ".join(str(s) for s in clean.array.shape),
-                            "resolution": resolution_label(clean.array.shape, resized=bool(resolution)),
+                            "resolution": resolution_label(clean.array.shape, resolution),
                             "resized": bool(resolution), "voxels": int(np.prod(clean.spatial_shape)),
                             "degradation": deg.label, "noise": deg.kind, **{k: v for k, v in deg.params.items()}}
                     self._add_row(base, NOISY, "input", "-", "-", quality_metrics(degraded, clean), None)
@@ -802,13 +804,14 @@ class Benchmark:
         _write_csv(out / "speed.csv", self.speed)
         _write_text(out / "speed.json", json.dumps(self.speed, indent=1))
         native = [r for r in self.quality if not r["resized"]]
+        low_light = [r for r in native if r["noise"] == "lowlight"]
         levels = sorted(self.config.levels)
         middle = [r for r in self.quality if r["noise"] == "lowlight" and r["peak"] == levels[len(levels) // 2]]
         summary = {"command": self.config.command, "machine": self.machine, "data": self.data_note,
                    "scans": [dataclasses.asdict(s) for s in self.scans], "methods": self.methods,
                    "degradations": [dataclasses.asdict(d) for d in degradations(self.config)],
-                   "by_method_level": summarise(native, ("method", "category", "mode", "degradation")),
-                   "by_modality": summarise(native, ("modality", "method", "category", "mode")),
+                   "by_method_level": summarise(native, ("data", "method", "category", "mode", "degradation")),
+                   "by_modality": summarise(low_light, ("modality", "method", "category", "mode")),
                    "by_resolution": summarise(middle, ("resolution", "method", "category", "mode")),
                    "architectures": self.architecture_rows(), "speed_targets": self.targets(),
                    "notes": self.notes}
@@ -1220,14 +1223,21 @@ def render_report(bench: Benchmark) -> str:
                   "it is never a dependency.", ""]
     q = bench.summary
     denoise = [r for r in q["by_method_level"]]
-    lines += ["## Quality per method and degradation (mean over scans)", ""]
+    lines += ["## Quality per method and degradation (mean over scans)", "",
+              "Volumes and 2D images are averaged apart, so that a method's 2D and 3D modes are compared on the "
+              "same scans.", ""]
     for metric, digits in (("psnr", 2), ("ssim", 4), ("mse", 4)):
-        header, body = _pivot(denoise, ("method", "category", "mode"), "degradation", metric, digits)
-        lines += [f"### {metric.upper()}" + (" (dB)" if metric == "psnr" else "")
-                  + (" (physical units squared: compare within a column only)" if metric == "mse" else ""), "",
-                  markdown_table(header, body), ""]
+        for data in dict.fromkeys(r["data"] for r in denoise):
+            subset = [r for r in denoise if r["data"] == data]
+            scans = ", ".join(s.name for s in bench.scans if any(
+                r["scan"] == s.name and r["data"] == data for r in bench.quality))
+            header, body = _pivot(subset, ("method", "category", "mode"), "degradation", metric, digits)
+            lines += [f"### {metric.upper()}" + (" (dB)" if metric == "psnr" else "") + f", {data} ({scans})"
+                      + (" (physical units squared: compare within a column only)" if metric == "mse" else ""),
+                      "", markdown_table(header, body), ""]
     header, body = _pivot(q["by_modality"], ("method", "category", "mode"), "modality", "psnr", 2)
-    lines += ["## PSNR (dB) per modality (mean over scans and degradations)", "", markdown_table(header, body), ""]
+    lines += ["## PSNR (dB) per modality (mean over scans and the photon-limited low-light levels)", "",
+              markdown_table(header, body), ""]
     header, body = _pivot(q["by_modality"], ("method", "category", "mode"), "modality", "ssim", 4)
     lines += ["## SSIM per modality", "", markdown_table(header, body), ""]
     header, body = _pivot(q["by_resolution"], ("method", "category", "mode"), "resolution", "psnr", 2)

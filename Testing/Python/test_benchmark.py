@@ -74,10 +74,10 @@ def test_quality_table_has_every_scan_method_and_mode(quick_report):
 
 def test_resized_variants_feed_only_the_resolution_table(quick_report):
     rows = _rows(quick_report / "quality.csv")
-    assert {r["resolution"] for r in rows} == {"96 x 96 crop", "128 x 128 crop", "48 x 48 whole, resized"}
+    assert {r["resolution"] for r in rows} == {"96 x 96 crop", "128 x 128 crop", "48 px whole, resized"}
     summary = json.loads((quick_report / "summary.json").read_text())
-    noisy = next(r for r in summary["by_method_level"] if r["method"] == "noisy input")
-    assert noisy["n"] == 2, "the main table averages the two native scans only"
+    noisy = [(r["data"], r["n"]) for r in summary["by_method_level"] if r["method"] == "noisy input"]
+    assert noisy == [("volumes", 1), ("2D images", 1)], "main tables: native scans only, volumes apart from 2D"
     assert {r["resolution"] for r in summary["by_resolution"]} == {r["resolution"] for r in rows}
 
 
@@ -97,6 +97,7 @@ def test_report_states_command_machine_date_and_gpu(quick_report):
     assert "| gaussian | denoise | 2d |" in text and "| noisy input | - | - |" in text
     assert "## PSNR (dB) per modality" in text and "| CT | X-ray |" in text
     assert "## PSNR (dB) per image resolution" in text
+    assert "### PSNR (dB), volumes (ct_chest_crop)" in text and "### SSIM, 2D images (xray_chest_crop)" in text
     import torch
 
     if not torch.cuda.is_available():
