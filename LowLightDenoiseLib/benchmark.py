@@ -897,11 +897,13 @@ class Benchmark:
                                                labels=("degraded", best_label), title=title)))
         low_light = {d.label for d in degradations(self.config) if d.kind == "lowlight"}
         rows = [r for r in self.summary["by_method_level"] if r["degradation"] in low_light]
-        if rows:
-            files.append(("Mean PSNR per method at each photon-limited low-light level",
-                          figures.metric_bars(rows, "psnr", fig_dir / "psnr_bars.png")))
-            files.append(("Mean SSIM per method at each photon-limited low-light level",
-                          figures.metric_bars(rows, "ssim", fig_dir / "ssim_bars.png")))
+        for data in dict.fromkeys(r["data"] for r in rows):
+            subset = [r for r in rows if r["data"] == data]
+            key = data.lower().replace(" ", "_")
+            for metric in ("psnr", "ssim"):
+                caption = f"Mean {metric.upper()} per method at each photon-limited low-light level, {data}"
+                files.append((caption, figures.metric_bars(subset, metric, fig_dir / f"{metric}_bars_{key}.png",
+                                                           title=caption)))
         timing = [r for r in self.speed if not r.get("error")]
         if timing:
             files.append(("Throughput per method on the speed volume",

@@ -127,7 +127,7 @@ def surface_plot(before: np.ndarray, after: np.ndarray, path: Path, size: int = 
     return _save(fig, path)
 
 
-def metric_bars(rows: List[Dict[str, Any]], metric: str, path: Path) -> Path:
+def metric_bars(rows: List[Dict[str, Any]], metric: str, path: Path, title: str = "") -> Path:
     """Grouped bars: ``metric`` per method (and mode), one bar per degradation."""
     plt = _plt()
     methods = list(dict.fromkeys(f"{r['method']} ({r['mode']})" if r["mode"] not in ("-", None) else r["method"]
@@ -145,10 +145,12 @@ def metric_bars(rows: List[Dict[str, Any]], metric: str, path: Path) -> Path:
     ax.set_xticks(x)
     ax.set_xticklabels(methods, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel(metric.upper() + (" (dB)" if metric == "psnr" else ""))
+    if title:
+        ax.set_title(title, fontsize=9, pad=28)
     finite = [v for v in values.values() if v is not None and np.isfinite(v)]
     if finite and metric == "psnr":
         ax.set_ylim(min(finite) - 2, max(finite) + 1)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncol=min(len(levels), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0))
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
@@ -209,25 +211,39 @@ def _read_curve(path: Path) -> Tuple[str, Dict[str, List[float]], List[float]]:
 def training_curves(paths: Sequence[Path], path: Path, limit: int = 8) -> Path:
     """Loss (and validation PSNR, when logged) against epoch, one panel per run."""
     plt = _plt()
+    from matplotlib.ticker import NullFormatter
+
     paths = list(paths)[:limit]
-    fig, axes = plt.subplots(1, len(paths), figsize=(4.0 * len(paths), 3.2), squeeze=False)
-    for ax, p in zip(axes[0], paths):
+    cols = min(4, len(paths))
+    rows = int(np.ceil(len(paths) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.ravel()[len(paths):]:
+        ax.axis("off")
+    for ax, p in zip(axes.ravel(), paths):
         xlabel, series, x = _read_curve(Path(p))
         losses = {k: v for k, v in series.items() if "loss" in k.lower()}
         for k, v in losses.items():
             ax.plot(x, v, label=k)
         positive = [v for vals in losses.values() for v in vals if np.isfinite(v)]
-        if positive and min(positive) > 0:
+        if positive and min(positive) > 0 and max(positive) > 10 * min(positive):
             ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(xlabel)
+        ax.set_ylabel("loss", fontsize=8)
+        ax.tick_params(labelsize=7)
         ax.set_title(f"{Path(p).parent.name}/{Path(p).name}", fontsize=8)
-        ax.legend(fontsize=7)
+        handles, names = ax.get_legend_handles_labels()
         psnr = {k: v for k, v in series.items() if "psnr" in k.lower()}
         if psnr:
             ax2 = ax.twinx()
-            for k, v in psnr.items():
-                ax2.plot(x, v, "--", color="tab:green", label=k)
+            for (k, v), color in zip(psnr.items(), ("tab:green", "tab:gray", "tab:purple", "tab:olive")):
+                ax2.plot(x, v, "--", color=color, label=k)
             ax2.set_ylabel("PSNR (dB)", fontsize=8)
+            ax2.tick_params(labelsize=7)
+            more, more_names = ax2.get_legend_handles_labels()
+            handles, names = handles + more, names + more_names
+        ax.legend(handles, names, fontsize=6)
+    fig.tight_layout()
     return _save(fig, path)
 
 

@@ -53,7 +53,7 @@ def test_quick_run_writes_every_report_file(quick_report):
         assert (quick_report / name).stat().st_size > 0, name
     figures = {p.name for p in (quick_report / "figures").glob("*.png")}
     assert {"compare_ct.png", "residuals_ct.png", "histogram_ct.png", "surface_ct.png", "compare_xray.png",
-            "psnr_bars.png", "ssim_bars.png", "time_bars.png"} <= figures
+            "psnr_bars_volumes.png", "ssim_bars_2d_images.png", "time_bars.png"} <= figures
     assert not (quick_report / "_work").exists(), "the speed volume and outputs are cleaned up"
     assert not list(quick_report.rglob("*.tmp*")), "no temporary files left"
 
