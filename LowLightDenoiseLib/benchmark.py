@@ -937,16 +937,22 @@ class Benchmark:
 
 
 def _training_time(entry: Dict[str, Any]) -> Optional[str]:
+    """Training time from a registry entry's ``training`` summary, e.g. ``"7.4 min (19 epochs, cpu)"``."""
     training = entry.get("training") or {}
-    if isinstance(training, dict):
-        for key in ("time", "training_time", "seconds", "time_s", "wall_time", "duration", "minutes"):
-            if training.get(key) is not None:
-                value = training[key]
-                return f"{value} {'min' if key == 'minutes' else ('s' if key in ('seconds', 'time_s') else '')}".strip()
-    for key in ("training_time", "training_seconds"):
-        if entry.get(key) is not None:
-            return str(entry[key])
-    return None
+    if not isinstance(training, dict):
+        return None
+    text = None
+    for key, unit in (("minutes", "min"), ("seconds", "s"), ("time_s", "s"), ("hours", "h"),
+                      ("training_time", ""), ("time", "")):
+        if training.get(key) is not None:
+            text = f"{training[key]} {unit}".strip()
+            break
+    if text is None:
+        return None
+    extra = [f"{training['epochs']} epochs" if training.get("epochs") is not None else "",
+             str(training.get("device") or "")]
+    extra = [e for e in extra if e]
+    return text + (f" ({', '.join(extra)})" if extra else "")
 
 
 def pick_results(results: Dict[str, np.ndarray], rows: List[Dict[str, Any]], scan: str,
