@@ -835,7 +835,8 @@ class Benchmark:
             mine = [r for r in self.quality if r["method"] == name]
             speed = [r for r in self.speed if r["method"] == name and not r.get("error")]
             rows.append({
-                "model": name, "architecture": arch, "spatial_dims": entry.get("spatial_dims"),
+                "model": name, "architecture": arch,
+                "spatial_dims": "/".join(f"{d}D" for d in np.atleast_1d(entry.get("spatial_dims") or [])) or None,
                 "parameters": params, "training_time": _training_time(entry),
                 "psnr": _mean(r["psnr"] for r in mine), "ssim": _mean(r["ssim"] for r in mine),
                 "quality_mvoxels_per_s": _mean(r["mvoxels_per_s"] for r in mine),
