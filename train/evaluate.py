@@ -15,7 +15,8 @@ and SSIM in physical units with the clean crop's range. On CT it also checks tha
 homogeneous regions moves by less than a tenth of the noise standard deviation.
 
 Enhancement task (``--task enhance``): darkened images (brightness, gamma, peak, read noise 1);
-baseline: the best automatic classical denoiser followed by gamma correction and CLAHE. Scores are
+baseline: the best automatic classical denoiser (chosen per image and level with the clean image)
+followed by gamma correction and CLAHE. Scores are
 in the dark input's normalised frame against the clean image mapped by its own robust range (an
 enhancer's output spans the input's range; see ``train/dataset.py``).
 
@@ -265,7 +266,7 @@ class Evaluation:
         g, sec2 = self._run("gamma", noisy)
         c, sec3 = self._run("clahe", noisy.with_array(g))
         self.add(image, name, "gamma+clahe", c, sec2 + sec3, frame, ref, rng)
-        self.add(image, name, f"best:{best[1]}+gamma+clahe", best[2], best[3], frame, ref, rng)
+        self.add(image, name, "best-classical+gamma+clahe", best[2], best[3], frame, ref, rng, denoiser=best[1])
 
 
 def _level_name(level: Dict[str, float]) -> str:
@@ -307,7 +308,7 @@ def targets(table: Dict[str, Dict[str, Dict[str, float]]], model: str, task: str
             if reference_model and reference_model in methods:
                 out.append(_target(level, f"beats {reference_model}", p - methods[reference_model]["psnr"], 0.0))
         else:
-            base = [m for m in methods if m.startswith("best:")]
+            base = [m for m in methods if m.startswith("best-classical")]
             if base:
                 out.append(_target(level, f"beats {base[0]}", p - methods[base[0]]["psnr"], 0.0))
     return out

@@ -87,7 +87,7 @@ def metrics_from_report(report: Dict[str, Any], model: str) -> Dict[str, Any]:
     for level, methods in report["summary"].items():
         row = {}
         for m, v in methods.items():
-            if m == model or m in ("noisy input", "tuned:nlm", "tuned:tv", "bm3d-vst-true") or m.startswith("best:") \
+            if m == model or m in ("noisy input", "tuned:nlm", "tuned:tv", "bm3d-vst-true") or m.startswith("best-classical") \
                     or m in report.get("models", []):
                 row[m] = {"psnr": round(v["psnr"], 2), "ssim": round(v["ssim"], 4)}
         autos = {m: v["psnr"] for m, v in methods.items() if m.startswith("auto:")}

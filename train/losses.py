@@ -1,6 +1,8 @@
 """Training loss: MSE + weighted (1 - SSIM) + gradient (edge) term + optional perceptual term.
 
-* MSE: the PSNR the targets are measured in.
+* MSE: the PSNR the targets are measured in. With ``relative_mse`` each sample's MSE is divided by
+  the variance of its own noise (``noisy - target``, known in training only; the model stays blind),
+  so that low noise levels weigh as much as high ones instead of being drowned by them.
 * SSIM: MONAI ``SSIMLoss`` (``1 - SSIM``, data range 1 in normalised units), keeps local structure.
 * gradient: L1 distance between the finite differences of output and target along every spatial
   axis; it penalises blurred edges that MSE alone tolerates.
@@ -25,6 +27,7 @@ class LossConfig:
     """Weights of the loss terms (the ``loss`` section of a training config)."""
 
     mse: float = 1.0
+    relative_mse: bool = False  # divide each sample's MSE by its true noise variance (equal weight per level)
     ssim: float = 0.1
     gradient: float = 0.1
     perceptual: float = 0.0
@@ -72,9 +75,18 @@ class DenoiseLoss(nn.Module):
                               pretrained=True, pretrained_path=str(path),
                               pretrained_state_dict_key=config.perceptual_state_dict_key)
 
-    def forward(self, output: torch.Tensor, target: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, output: torch.Tensor, target: torch.Tensor,
+                noisy: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Loss terms; ``noisy`` (the network's image channel) is needed for ``relative_mse``."""
         c = self.config
-        terms = {"mse": nn.functional.mse_loss(output, target)}
+        if c.relative_mse:
+            if noisy is None:
+                raise ValueError("relative_mse needs the noisy input to measure each sample's noise variance.")
+            dims = tuple(range(1, output.dim()))
+            noise_var = torch.mean((noisy - target) ** 2, dim=dims).clamp_min(1e-6)
+            terms = {"mse": torch.mean(torch.mean((output - target) ** 2, dim=dims) / noise_var)}
+        else:
+            terms = {"mse": nn.functional.mse_loss(output, target)}
         if self.ssim is not None:
             terms["ssim"] = self.ssim(output, target)
         if c.gradient > 0:

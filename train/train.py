@@ -237,7 +237,7 @@ def evaluate_loader(model: nn.Module, loader: DataLoader, loss_fn: DenoiseLoss, 
             x, y = x.to(device), y.to(device)
             out = model(x)
             k = x.shape[0]
-            tot["val_loss"] += float(loss_fn(out, y)["total"]) * k
+            tot["val_loss"] += float(loss_fn(out, y, x[:, :1])["total"]) * k
             tot["val_psnr"] += float(_psnr(out, y)) * k
             tot["val_input_psnr"] += float(_psnr(x[:, :1], y)) * k
             n += k
@@ -319,7 +319,7 @@ def train(config: TrainConfig, run_dir: Optional[Path] = None, resume: bool = Fa
         for x, y in train_loader:
             x, y = x.to(dist.device, non_blocking=True), y.to(dist.device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
-            terms = loss_fn(net(x), y)
+            terms = loss_fn(net(x), y, x[:, :1])
             terms["total"].backward()
             optimizer.step()
             for k, v in terms.items():

@@ -148,6 +148,21 @@ def test_losses_gradient_term_and_weighted_total():
         DenoiseLoss(LossConfig(perceptual=0.1), spatial_dims=2)
 
 
+def test_relative_mse_weighs_every_noise_level_equally():
+    target = torch.rand(2, 1, 16, 16)
+    noise = torch.randn(2, 1, 16, 16) * torch.tensor([0.01, 0.2]).view(2, 1, 1, 1)
+    loss = DenoiseLoss(LossConfig(relative_mse=True, ssim=0.0, gradient=0.0), spatial_dims=2)
+    # returning the noisy input scores 1 (one noise variance) whatever the level
+    assert float(loss(target + noise, target, target + noise)["mse"]) == pytest.approx(1.0, rel=1e-5)
+    # halving the noise of the quiet sample only counts as much as halving that of the loud one
+    quiet = target + noise * torch.tensor([0.5, 1.0]).view(2, 1, 1, 1)
+    loud = target + noise * torch.tensor([1.0, 0.5]).view(2, 1, 1, 1)
+    assert float(loss(quiet, target, target + noise)["mse"]) == pytest.approx(
+        float(loss(loud, target, target + noise)["mse"]), rel=1e-4)
+    with pytest.raises(ValueError, match="noisy input"):
+        loss(target, target)
+
+
 def test_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="Unknown"):
         TrainConfig.from_dict({"name": "x", "architecture": "unet", "spatial_dims": 2, "optim": {"lr0": 1}})
