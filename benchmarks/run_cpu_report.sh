@@ -1,19 +1,43 @@
 #!/usr/bin/env sh
-# Regenerates reports/cpu/: the benchmark as committed for this project's CPU report.
-# Quality: every classical method and every installed model (plus BM3D when the bm3d package is
-# importable) on the test split of train/splits.json (prepare it with `python train/prepare_data.py`),
-# at peak 300/100/30 photons with read noise 1, plus extra Gaussian and Rician noise and a darkened
-# level (for the enhancers); per-resolution variants at 128 and 512 pixels. Speed and memory: a subset of methods on the 512 x 512 x 300 CT volume.
-# Usage: sh benchmarks/run_cpu_report.sh [extra benchmark arguments]
+# Regenerates the committed CPU reports (needs the prepared test split: `python train/prepare_data.py`).
+#
+# reports/cpu/        every classical method, every installed model and BM3D (when the bm3d package
+#                     is importable) at peak 300/100/30 photons (read noise 1), Gaussian noise and a
+#                     darkened level, on 8 central slices x 256 x 256 of each test scan plus the whole
+#                     slices resized to 128 pixels; speed and memory of the classical methods on the
+#                     512 x 512 x 300 CT volume.
+# reports/cpu-models/ the learned models beside their strongest classical peers (same seeds, so the
+#                     quality numbers line up with reports/cpu/), and their speed on a 512 x 512 x 32
+#                     slab of the same CT volume: a convolutional network on 2 shared CPU cores would
+#                     need tens of minutes for all 300 slices.
+#
+# Usage: sh benchmarks/run_cpu_report.sh [all|main|models]
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-SPEED_METHODS=${SPEED_METHODS:-gaussian,median,tv,wavelet,nlm,bilateral}
-for model in default-2d volume-3d enhance-2d; do
-  if "$PY" -c "import sys; from LowLightDenoiseLib import registry; sys.exit(0 if registry.is_registered('$model') and registry.installed('$model') else 1)"; then
-    SPEED_METHODS="$SPEED_METHODS,$model"
+WHAT=${1:-all}
+
+installed() {
+  "$PY" -c "import sys; from LowLightDenoiseLib import registry; sys.exit(0 if registry.is_registered('$1') and registry.installed('$1') else 1)"
+}
+
+if [ "$WHAT" = all ] || [ "$WHAT" = main ]; then
+  "$PY" -m LowLightDenoiseLib benchmark --methods all --levels 300,100,30 --read-noise 1 --noise gaussian,dark \
+    --max-slices 8 --crop 256 --resolutions 128 --device cpu --speed-devices cpu \
+    --speed-methods gaussian,median,tv,wavelet,nlm,bilateral --out reports/cpu
+fi
+
+if [ "$WHAT" = all ] || [ "$WHAT" = models ]; then
+  MODELS=""
+  for model in default-2d volume-3d enhance-2d; do
+    if installed "$model"; then MODELS="$MODELS,$model"; fi
+  done
+  MODELS=${MODELS#,}
+  if [ -z "$MODELS" ]; then
+    echo "no trained model is installed: skipping reports/cpu-models" >&2
+    exit 0
   fi
-done
-exec "$PY" -m LowLightDenoiseLib benchmark --methods all --levels 300,100,30 --read-noise 1 \
-  --noise gaussian,rician,dark --resolutions 128,512 --device cpu --speed-devices cpu \
-  --speed-methods "$SPEED_METHODS" --out reports/cpu "$@"
+  "$PY" -m LowLightDenoiseLib benchmark --methods "$MODELS,tv,nlm,wavelet" --levels 300,100,30 --read-noise 1 \
+    --noise gaussian,dark --max-slices 8 --crop 256 --device cpu --speed-devices cpu \
+    --speed-methods "gaussian,tv,nlm,$MODELS" --speed-shape 32,512,512 --out reports/cpu-models
+fi
