@@ -1096,6 +1096,7 @@ def speed_child(spec: Dict[str, Any]) -> Dict[str, Any]:
         torch.set_num_threads(int(spec["threads"]))
     device = spec["device"]
     cuda = device.startswith("cuda")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     t0 = time.perf_counter()
     method = load_method(spec["method"], device)
     t_load = time.perf_counter()
@@ -1126,7 +1127,7 @@ def speed_child(spec: Dict[str, Any]) -> Dict[str, Any]:
         "baseline_rss_mb": round(baseline, 1), "peak_rss_mb": round(peak, 1), "rss_source": how,
         "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 1024 ** 2, 1) if cuda else None,
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
-        "gpu_warmup": bool(cuda),
+        "gpu_warmup": bool(cuda), "load_average_1min": None if load is None else round(load, 2),
     }
 
 
@@ -1283,22 +1284,25 @@ def render_speed(bench: Benchmark) -> List[str]:
     lines += [f"Volume: {' x '.join(map(str, bench.config.speed_shape[::-1]))} voxels (x, y, z) from "
               f"{getattr(bench, 'speed_note', '')}. End to end = load the method + read the file + denoise + "
               "write the file (interpreter and library import not included). Mvoxel/s = voxels / denoise "
-              "seconds. Peak RAM = the child's own high-water mark of resident memory (`VmHWM` on Linux; `ru_maxrss` "
-              "elsewhere, since on Linux a child inherits its parent's `ru_maxrss`), including the Python/torch "
-              "baseline after loading the method, shown in brackets. "
+              "seconds. Load = the machine's 1-minute load average when the child started (above the core "
+              "count, other work shared the CPU). Peak RAM = the child's own high-water mark of resident "
+              "memory (`VmHWM` on Linux; `ru_maxrss` elsewhere, since on Linux a child inherits its parent's "
+              "`ru_maxrss`), including the Python/torch baseline after loading the method, shown in brackets. "
               "On a GPU the method first runs once on 16 slices (warm-up, not timed) and peak GPU memory is "
               "`torch.cuda.max_memory_allocated` of the timed run.", ""]
     rows = []
     for r in bench.speed:
         if r.get("error"):
-            rows.append([r["method"], r["device"], "-", "-", "-", "-", "-", "-", f"failed: {r['error']}"])
+            rows.append([r["method"], r["device"], "-", "-", "-", "-", "-", "-", "-", f"failed: {r['error']}"])
             continue
-        rows.append([r["method"], r["device"], r["mode"], r["threads"], _fmt(r["mvoxels_per_s"], 3),
+        rows.append([r["method"], r["device"], r["mode"], r["threads"], _fmt(r.get("load_average_1min")),
+                     _fmt(r["mvoxels_per_s"], 3),
                      _fmt(r["denoise_s"], 1), _fmt(r["end_to_end_s"], 1),
                      f"{_fmt(r['peak_rss_mb'], 0)} ({_fmt(r['baseline_rss_mb'], 0)})",
                      _fmt(r["peak_gpu_mb"], 0) if r.get("peak_gpu_mb") is not None else "not measured: no GPU"
                      if not r["device"].startswith("cuda") else "-"])
-    lines += [markdown_table(["method", "device", "mode", "threads", "Mvoxel/s", "denoise s", "end-to-end s",
+    lines += [markdown_table(["method", "device", "mode", "threads", "load (1 min)", "Mvoxel/s", "denoise s",
+                              "end-to-end s",
                               "peak RAM MB (baseline)", "peak GPU MB"], rows), ""]
     if not any(r["device"].startswith("cuda") for r in bench.speed):
         lines += ["GPU: not measured: no GPU on this machine.", ""]
