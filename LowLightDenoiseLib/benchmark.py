@@ -1033,8 +1033,10 @@ def build_speed_volume(source: Path, shape: Tuple[int, int, int], path: Path) ->
         how += f", padded in-plane by reflection to {x} x {y}"
     elif (y, x) != vol.array.shape[1:3]:
         how += f", centre-cropped in-plane to {x} x {y}"
-    if a.shape[0] != z:
-        how += f", {'extended' if z > a.shape[0] else 'cut'} to {z} slices by mirror reflection along z"
+    if a.shape[0] < z:
+        how += f", extended to {z} slices by mirror reflection along z"
+    elif a.shape[0] > z:
+        how += f", its first {z} slices"
     a = reflect_to_depth(a, z)
     dtype = "int16" if np.issubdtype(a.dtype, np.integer) or (a.min() >= -32768 and a.max() <= 32767
                                                              and np.allclose(a[:2], np.round(a[:2]))) else None
