@@ -920,7 +920,8 @@ class Benchmark:
             files.append(("Training curves", figures.training_curves(curves, fig_dir / "training_curves.png")))
         else:
             self.notes.append("Training curves: none found under train/runs or Resources/ModelCards.")
-        learned = [n for n in self.methods if n in self.models]
+        learned = [n for n in self.methods if n in self.models and 2 in (np.atleast_1d(
+            self.models[n].get("spatial_dims") or [2]).tolist())]  # feature maps are drawn on a 2D slice
         example = next(iter(self.examples.values()), None)
         if learned and example is not None:
             method = load_method(learned[0], "cpu")
@@ -929,7 +930,7 @@ class Benchmark:
             if path is not None:
                 files.append((f"First-layer feature maps of {learned[0]}", path))
         else:
-            self.notes.append("Feature maps: no learned model was part of this run.")
+            self.notes.append("Feature maps: no 2D learned model was part of this run.")
 
     # -- report -------------------------------------------------------------------------------
 
