@@ -149,6 +149,23 @@ def method_from_run(run_dir: Path) -> Method:
     return LearnedMethod.from_weights(spec, load_checkpoint(Path(run_dir) / "checkpoint_best.pt")["model"])
 
 
+def measure_speed(method: Any, shape: Tuple[int, int, int] = (8, 512, 512), repeats: int = 2) -> Dict[str, float]:
+    """Throughput of a whole engine call (normalisation, noise estimate, network) on CPU, in Mvoxel/s.
+
+    The input is Poisson noise of mean 100 photons, ``shape`` voxels; the best of ``repeats``
+    runs after one warm-up (the machine is shared, so the best run is the least disturbed one).
+    """
+    rng = np.random.default_rng(0)
+    vol = Volume(rng.poisson(100.0, size=shape).astype(np.float32))
+    denoise_volume(vol, method, device="cpu")
+    best = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        denoise_volume(vol, method, device="cpu")
+        best = min(best, time.perf_counter() - t)
+    return {"shape": list(shape), "seconds": round(best, 3), "mvoxel_per_s": round(vol.array.size / best / 1e6, 3)}
+
+
 def _scores(out: np.ndarray, ref: np.ndarray, data_range: float) -> Dict[str, float]:
     return {"psnr": psnr(out, ref, data_range), "ssim": ssim(out, ref, data_range, spatial_dims=2)}
 
@@ -342,6 +359,20 @@ def render(report: Dict[str, Any]) -> str:
         lines += [f"| {c['level']} | {c['method']} | {c['median_shift_over_noise_std']:.3f} | {c['share_below_0.1']:.2f} |"
                   for c in report["ct_checks"]]
         lines.append("")
+    if report.get("runs"):
+        lines += ["## Training runs (same data, input and budget)", "",
+                  "| run | parameters | epochs | training minutes | stopped by | inference Mvoxel/s |",
+                  "|---|---|---|---|---|---|"]
+        for m, v in report["runs"].items():
+            sp = report.get("speed", {}).get(m, {}).get("mvoxel_per_s", "")
+            lines.append(f"| {m} | {v['parameters']:,} | {v['epochs']} | {v['minutes']:.1f} | {v['stop_reason']} | {sp} |")
+        lines.append("")
+    if report.get("speed"):
+        lines += ["## CPU speed (whole engine call, best of 2 on a shared machine)", "",
+                  "| model | volume | threads | seconds | Mvoxel/s |", "|---|---|---|---|---|"]
+        lines += [f"| {m} | {'x'.join(map(str, v['shape']))} | {v['threads']} | {v['seconds']} | {v['mvoxel_per_s']} |"
+                  for m, v in report["speed"].items()]
+        lines.append("")
     lines += ["## Per image", "", "| image | level | method | PSNR | SSIM |", "|---|---|---|---|---|"]
     lines += [f"| {r['image']} | {r['level']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} |"
               for r in report["rows"]]
@@ -359,6 +390,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--no-bm3d", action="store_true")
     parser.add_argument("--slices", type=int, default=CROP_SLICES)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--speed", action="store_true", help="also measure each model's CPU throughput")
     parser.add_argument("--out", type=Path, required=True, help="report prefix: writes <out>.json and <out>.md")
     args = parser.parse_args(argv)
     import torch
@@ -379,12 +411,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     ev.run(models, baselines=not args.no_baselines, bm3d=bm3d)
     table = summarise(ev.rows)
     names = [n for n, _ in models]
-    tg = []
-    if names:
-        tg = targets(table, names[0], args.task, reference_model=names[1] if len(names) > 1 else None)
+    registered = [n for n in filter(None, args.models.split(","))]
+    tg = []  # the issue's targets concern the registered models, not comparison runs
+    if registered:
+        tg = targets(table, registered[0], args.task, reference_model=registered[1] if len(registered) > 1 else None)
+    speed = {}
+    if args.speed:
+        for name, method in models:
+            speed[name] = dict(measure_speed(method), threads=args.threads)
+    runs = {}
+    for r in filter(None, args.runs.split(",")):
+        summary = Path(r) / "summary.json"
+        if summary.is_file():
+            runs[Path(r).name] = json.loads(summary.read_text())
     report = {"command": "python train/evaluate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "task": args.task, "models": names, "images": [(i.id, i.modality) for i in images],
-              "levels": ev.levels, "summary": table, "targets": tg, "ct_checks": ev.checks, "rows": ev.rows}
+              "levels": ev.levels, "summary": table, "targets": tg, "ct_checks": ev.checks, "speed": speed, "runs": runs, "rows": ev.rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     args.out.with_suffix(".md").write_text(render(report))

@@ -81,6 +81,13 @@ def training_summary(run_dir: Path, config_path: Optional[str]) -> Dict[str, Any
     }
 
 
+def _registry_training(summary: Dict[str, Any]) -> Dict[str, Any]:
+    """The short form kept in Models.json (the full recipe and split live in the model card)."""
+    short = {k: v for k, v in summary.items() if k not in ("recipe", "split")}
+    short["split"] = dict({k: len(v) for k, v in summary["split"].items()}, file="train/splits.json")
+    return short
+
+
 def metrics_from_report(report: Dict[str, Any], model: str) -> Dict[str, Any]:
     """Mean test PSNR/SSIM per level of the model and of the strongest baselines, and the targets."""
     out: Dict[str, Any] = {"command": report["command"], "task": report["task"], "levels": {}}
@@ -96,6 +103,8 @@ def metrics_from_report(report: Dict[str, Any], model: str) -> Dict[str, Any]:
             row[best] = {"psnr": round(methods[best]["psnr"], 2), "ssim": round(methods[best]["ssim"], 4)}
         out["levels"][level] = row
     out["targets"] = report.get("targets", [])
+    if model in report.get("speed", {}):
+        out["cpu_speed"] = report["speed"][model]
     return out
 
 
@@ -110,8 +119,8 @@ def update_registry(entry: Dict[str, Any], models_json: Path = MODELS_JSON) -> N
 
 
 def render_card(entry: Dict[str, Any], exported: Dict[str, Any], report: Optional[Dict[str, Any]],
-                notes: str = "") -> str:
-    t = entry["training"]
+                training: Dict[str, Any], notes: str = "") -> str:
+    t = training
     spec: ModelSpec = exported["spec"]
     lines = [f"# Model card: {entry['name']} {entry['version']}", "",
              entry["title"], "",
@@ -154,6 +163,11 @@ def render_card(entry: Dict[str, Any], exported: Dict[str, Any], report: Optiona
             lines += [f"| {x['level']} | {x['target']} | {x['margin_db']:+.2f} | {'yes' if x['met'] else 'NO'} |"
                       for x in report["targets"]]
             lines.append("")
+        speed = report.get("speed", {}).get(entry["name"])
+        if speed:
+            lines += ["### CPU speed", "", f"{speed['mvoxel_per_s']} Mvoxel/s for a whole engine call on a "
+                      f"{'x'.join(map(str, speed['shape']))} volume with {speed['threads']} thread(s) on the shared "
+                      "2-core development machine (best of 2; other jobs were running).", ""]
         checks = [c for c in report.get("ct_checks", []) if c["method"] == entry["name"]]
         if checks:
             lines += ["### CT intensities", "", "Median |mean HU shift| / noise std over the flattest tiles "
@@ -203,11 +217,11 @@ def main(argv: Optional[List[str]] = None) -> int:
              "min_size": spec.min_size, "file": exported["file"],
              "url": URL_PATTERN.format(version=args.version, file=exported["file"]),
              "sha256": exported["sha256"], "size": exported["size"], "licence": LICENCE,
-             "training": training_summary(args.run, args.config),
+             "training": _registry_training(training_summary(args.run, args.config)),
              "metrics": metrics_from_report(report, spec.name) if report else {}, "model_card": card_rel}
     update_registry(entry, args.models_json)
     args.cards_dir.mkdir(parents=True, exist_ok=True)
-    card.write_text(render_card(entry, exported, report, args.notes))
+    card.write_text(render_card(entry, exported, report, training_summary(args.run, args.config), args.notes))
     print(f"{exported['file']}: {exported['size']} bytes, sha256 {exported['sha256']}; card {card_rel}")
     return 0
 

@@ -2,7 +2,8 @@
 
 * MSE: the PSNR the targets are measured in. With ``relative_mse`` each sample's MSE is divided by
   the variance of its own noise (``noisy - target``, known in training only; the model stays blind),
-  so that low noise levels weigh as much as high ones instead of being drowned by them.
+  so that low noise levels weigh as much as high ones instead of being drowned by them; the variance
+  is floored at ``relative_floor`` so that noise-free patches (zero background) do not dominate.
 * SSIM: MONAI ``SSIMLoss`` (``1 - SSIM``, data range 1 in normalised units), keeps local structure.
 * gradient: L1 distance between the finite differences of output and target along every spatial
   axis; it penalises blurred edges that MSE alone tolerates.
@@ -28,6 +29,7 @@ class LossConfig:
 
     mse: float = 1.0
     relative_mse: bool = False  # divide each sample's MSE by its true noise variance (equal weight per level)
+    relative_floor: float = 4e-4  # variance floor (noise std 0.02): near noise-free patches must not dominate
     ssim: float = 0.1
     gradient: float = 0.1
     perceptual: float = 0.0
@@ -83,7 +85,7 @@ class DenoiseLoss(nn.Module):
             if noisy is None:
                 raise ValueError("relative_mse needs the noisy input to measure each sample's noise variance.")
             dims = tuple(range(1, output.dim()))
-            noise_var = torch.mean((noisy - target) ** 2, dim=dims).clamp_min(1e-6)
+            noise_var = torch.mean((noisy - target) ** 2, dim=dims).clamp_min(c.relative_floor)
             terms = {"mse": torch.mean(torch.mean((output - target) ** 2, dim=dims) / noise_var)}
         else:
             terms = {"mse": nn.functional.mse_loss(output, target)}

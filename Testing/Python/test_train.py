@@ -151,7 +151,7 @@ def test_losses_gradient_term_and_weighted_total():
 def test_relative_mse_weighs_every_noise_level_equally():
     target = torch.rand(2, 1, 16, 16)
     noise = torch.randn(2, 1, 16, 16) * torch.tensor([0.01, 0.2]).view(2, 1, 1, 1)
-    loss = DenoiseLoss(LossConfig(relative_mse=True, ssim=0.0, gradient=0.0), spatial_dims=2)
+    loss = DenoiseLoss(LossConfig(relative_mse=True, relative_floor=1e-8, ssim=0.0, gradient=0.0), spatial_dims=2)
     # returning the noisy input scores 1 (one noise variance) whatever the level
     assert float(loss(target + noise, target, target + noise)["mse"]) == pytest.approx(1.0, rel=1e-5)
     # halving the noise of the quiet sample only counts as much as halving that of the loud one
@@ -161,6 +161,9 @@ def test_relative_mse_weighs_every_noise_level_equally():
         float(loss(loud, target, target + noise)["mse"]), rel=1e-4)
     with pytest.raises(ValueError, match="noisy input"):
         loss(target, target)
+    # a noise-free patch is scored against the floor, not against zero
+    floored = DenoiseLoss(LossConfig(relative_mse=True, relative_floor=1e-2, ssim=0.0, gradient=0.0), spatial_dims=2)
+    assert float(floored(target + 0.1, target, target)["mse"]) == pytest.approx(1.0, rel=1e-4)
 
 
 def test_config_rejects_unknown_keys():
