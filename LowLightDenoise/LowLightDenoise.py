@@ -22,7 +22,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from LowLightDenoiseLib import mrml
+from LowLightDenoiseLib import DEFAULT_METHOD, mrml
 from LowLightDenoiseLib.errors import LowLightDenoiseError
 
 HOMEPAGE = "https://github.com/lowlightdenoise/SlicerLowLightDenoise"
@@ -207,8 +207,8 @@ class LowLightDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         index = self.ui.methodComboBox.findData(self._parameterNode.method)
         if index < 0 and self.ui.methodComboBox.count:
-            index = 0
-            self._parameterNode.method = self.ui.methodComboBox.itemData(0)
+            index = max(self.ui.methodComboBox.findData(DEFAULT_METHOD), 0)
+            self._parameterNode.method = self.ui.methodComboBox.itemData(index)
         self.ui.methodComboBox.blockSignals(True)
         self.ui.methodComboBox.setCurrentIndex(index)
         self.ui.methodComboBox.blockSignals(False)

@@ -21,13 +21,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from . import __version__
+from . import DEFAULT_METHOD, __version__
 from .errors import InputError, LowLightDenoiseError
 
 PROG = "lowlightdenoise"
-DEFAULT_MODEL = "default-2d"
-#: Automatic classical denoisers in the order the ``denoise`` default falls back to them.
-FALLBACK_METHODS = ("nlm", "tv", "wavelet", "bilateral", "gaussian")
 NOISE_TYPES = ("lowlight", "gaussian", "salt_pepper", "speckle", "rician", "correlated_gaussian")
 #: Command-line flag -> degradation parameter (only the flags a user gives are passed on).
 DEGRADATION_FLAGS = {"brightness": "brightness", "gamma": "gamma", "peak": "peak", "read_noise": "read_noise",
@@ -215,23 +212,6 @@ def _same_size(a, b, what_a: str, what_b: str) -> None:
                          "differ in size.")
 
 
-def choose_default_method(console: _Console) -> str:
-    """``default-2d`` when its weights are installed, otherwise the best automatic classical denoiser."""
-    from . import registry
-    from .methods import classical_method_names
-
-    if registry.is_registered(DEFAULT_MODEL) and registry.installed(DEFAULT_MODEL):
-        return DEFAULT_MODEL
-    names = classical_method_names()
-    fallback = next((m for m in FALLBACK_METHODS if m in names), names[0] if names else None)
-    if fallback is None:
-        raise InputError("No denoising method is available.")
-    reason = ("is not installed (install it with 'lowlightdenoise models download default-2d')"
-              if registry.is_registered(DEFAULT_MODEL) else "is not in the model registry")
-    console.info(f"The learned model {DEFAULT_MODEL} {reason}; using the classical method '{fallback}'.")
-    return fallback
-
-
 def _metric_row(input_vol, output_vol, reference_vol, data_range: Optional[float], axis: int,
                 lead: Dict[str, Any]) -> Dict[str, Any]:
     """``lead`` columns, then reference metrics (when a reference exists), then no-reference figures."""
@@ -270,7 +250,7 @@ def cmd_denoise(args: argparse.Namespace, console: _Console) -> int:
     reference = _read(args.reference) if args.reference else None
     if reference is not None:
         _same_size(volume, reference, "input", "reference")
-    method = args.method or choose_default_method(console)
+    method = args.method or DEFAULT_METHOD
     with console.progress(f"denoise ({method})") as bar:
         result = denoise_volume(volume, method, mode=args.mode, axis=args.axis, device=args.device,
                                 strength=args.strength, progress=bar, seed=args.seed)
@@ -547,8 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="INPUT", help="image file or DICOM folder")
     p.add_argument("output", metavar="OUTPUT", help="output file (format from the extension)")
     p.add_argument("--method", default=None,
-                   help=f"method name (see 'models list'); default: {DEFAULT_MODEL} when installed, else "
-                        f"the first available of {', '.join(FALLBACK_METHODS)}")
+                   help=f"method name (see 'models list'); default: {DEFAULT_METHOD}, the best-scoring "
+                        "shipped method on the test split (see the README)")
     _add_engine(p)
     p.add_argument("--seed", type=int, default=0, help="seed for methods with randomness (default 0)")
     p.add_argument("--reference", metavar="REF", help="clean image of the same size: adds PSNR/SSIM/MSE")

@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import DEFAULT_METHOD
 from .errors import CancelledError, InputError, LowLightDenoiseError
 from .progress import CancelToken, ProgressCallback, RunControl
 from .volume import Volume
@@ -269,7 +270,7 @@ class DenoiseSettings:
     (1 = automatic, larger smooths more, 0 leaves a denoiser's input unchanged).
     """
 
-    method: str = "default-2d"
+    method: str = DEFAULT_METHOD
     mode: str = "auto"
     axis: int = 0
     device: str = "auto"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -110,8 +111,16 @@ def estimate_sigma(array: np.ndarray) -> float:
     """Gaussian noise standard deviation by the wavelet MAD estimator (Donoho), slice median."""
     from skimage.restoration import estimate_sigma as _sk_estimate_sigma
 
-    slices = _sample_slices(array)
-    return float(np.median([_sk_estimate_sigma(s) for s in slices if min(s.shape) >= 2]))
+    estimates = []
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        # a noise-free slice (black background, padding) has no non-zero wavelet detail: skimage
+        # then warns and returns NaN; such a slice carries no noise, so it counts as 0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for s in _sample_slices(array):
+            if min(s.shape) >= 2:
+                value = float(_sk_estimate_sigma(s, channel_axis=None))
+                estimates.append(value if np.isfinite(value) else 0.0)
+    return float(np.median(estimates)) if estimates else 0.0
 
 
 def _blocks(s: np.ndarray, block: int = _BLOCK) -> np.ndarray:

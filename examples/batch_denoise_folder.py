@@ -25,7 +25,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("input_dir", type=Path)
     parser.add_argument("output_dir", type=Path)
-    parser.add_argument("--method", default="default-2d", help="classical method or registered model")
+    parser.add_argument("--method", default=None,
+                        help="classical method or registered model (default: LowLightDenoiseLib.DEFAULT_METHOD)")
     parser.add_argument("--mode", default="auto", choices=["auto", "2d", "3d"])
     parser.add_argument("--axis", type=int, default=0, choices=[0, 1, 2], help="2D slice axis (k, j, i)")
     parser.add_argument("--device", default="auto", help="auto, cuda or cpu")
@@ -98,7 +99,10 @@ def main(argv):
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         import slicer
         from LowLightDenoiseLib import mrml
+    from LowLightDenoiseLib import DEFAULT_METHOD
     from LowLightDenoiseLib.errors import LowLightDenoiseError
+
+    args.method = args.method or DEFAULT_METHOD
 
     if not args.input_dir.is_dir():
         print(f"Input folder {args.input_dir} does not exist.", file=sys.stderr)

@@ -8,7 +8,7 @@ registry package (see ``/work/shared/data/SOURCES.md``). This script
    ``~/.cache/lowlight-devdata/x``);
 2. converts each image to float32 in physical units and writes ``train/data/<id>.npy`` plus
    ``<id>.json`` (spacing, modality, channels): CT in HU (SimpleITK applies RescaleSlope/Intercept),
-   MONOCHROME1 radiographs inverted (``max - value``), palette-colour ultrasound (rendered to RGB by
+   MONOCHROME1 radiographs as MONOCHROME2 (SimpleITK inverts them on reading), palette-colour ultrasound (rendered to RGB by
    GDCM) reduced to luminance, RGB photographs kept as separate channels stored along the first
    axis (the engine denoises colour channel by channel, so a model sees one channel at a time);
 3. records the sha256 of every extracted source file in ``train/data_manifest.json`` and the split
@@ -192,10 +192,10 @@ def convert(source: Source, root: Path) -> Tuple[np.ndarray, Dict]:
             a = np.moveaxis(a.reshape(a.shape[-3:]) if a.ndim == 4 else a, -1, 0)
     if a.ndim == 2:
         a = a[np.newaxis]
-    if source.monochrome1:
-        if _read_dicom_tag(files[0], "0028|0004") != "MONOCHROME1":
-            raise ValueError(f"{source.id}: expected a MONOCHROME1 radiograph")
-        a = a.max() - a
+    if source.monochrome1 and _read_dicom_tag(files[0], "0028|0004") != "MONOCHROME1":
+        raise ValueError(f"{source.id}: expected a MONOCHROME1 radiograph")
+    # MONOCHROME1 needs no inversion here: SimpleITK (ITK >= 5.1) already returns MONOCHROME2
+    # (bright = dense), as LowLightDenoiseLib.io documents; inverting again would flip it back.
     spacing = tuple(float(s) for s in image.GetSpacing())[:3]
     meta = {"id": source.id, "modality": source.modality, "dims": source.dims, "channels": channels,
             "shape": list(a.shape), "spacing_xyz": list(spacing) + [1.0] * (3 - len(spacing)),

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from LowLightDenoiseLib import cli
+from LowLightDenoiseLib import DEFAULT_METHOD, cli
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = "tv"  # a quick automatic classical denoiser
@@ -103,12 +103,11 @@ def test_denoise_without_metrics_writes_only_the_output_and_keeps_the_input(caps
     assert sitk.ReadImage(str(work / "out.nii.gz")).GetPixelID() == sitk.sitkFloat32
 
 
-def test_default_method_falls_back_to_a_classical_denoiser_and_says_so(capsys, work: Path, empty_registry):
+def test_denoise_without_method_uses_the_documented_default(capsys, work: Path):
     code, _, err = run(capsys, "denoise", work / "ct.nrrd", work / "out.nrrd", "--metrics", work / "m.json")
     assert code == 0, err
-    assert "default-2d is not installed" in err and "'nlm'" in err
     rows = json.loads((work / "m.json").read_text())
-    assert rows[0]["method"] == "nlm" and rows[0]["noise_reduction"] > 1
+    assert rows[0]["method"] == DEFAULT_METHOD and rows[0]["noise_reduction"] > 1
 
 
 def test_compare_runs_several_methods_into_one_table(capsys, work: Path):

@@ -162,3 +162,13 @@ def test_features_separate_the_variance_laws(crops) -> None:
     assert abs(s_gauss) < 0.3 and 0.6 < s_poisson < 1.4 and s_speckle > 1.4
     assert noise_features(SaltPepper(0.05).apply(crops["mr"], rng))[impulse] > -2.0 > noise_features(
         crops["mr"])[impulse]
+
+
+def test_noise_free_black_slices_give_a_zero_not_nan_noise_estimate():
+    """An all-black slice stack (padding, air) must not turn a learned model's noise map into NaN."""
+    black = np.zeros((4, 32, 32), dtype=np.float32)
+    black[:, 10:20, 10:20] = 1.0  # a noise-free bright square: still no noise
+    profile = estimate_noise(black)
+    assert estimate_sigma(np.zeros((2, 32, 32), dtype=np.float32)) == 0.0
+    assert np.isfinite([profile.sigma, profile.a, profile.b]).all()
+    assert np.isfinite(profile.std_at(black)).all()
