@@ -30,7 +30,7 @@ from train.train import load_checkpoint  # noqa: E402
 MODELS_JSON = REPO / "Resources" / "Models.json"
 MODELS_DIR = REPO / "Resources" / "Models"
 CARDS_DIR = REPO / "Resources" / "ModelCards"
-URL_PATTERN = "https://github.com/lowlightdenoise/LowLightDenoise/releases/download/v{version}/{file}"
+URL_PATTERN = "https://github.com/lowlightdenoise/SlicerLowLightDenoise/releases/download/v{version}/{file}"
 MAX_BYTES = 10 * 1024 * 1024
 LICENCE = "Apache-2.0"
 
