@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 from LowLightDenoiseLib.degrade import Degradation, LowLight, random_degradation
 from LowLightDenoiseLib.noise import NoiseProfile, estimate_noise
 from LowLightDenoiseLib.normalize import Normalizer
+from train.config_fields import from_config_dict
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SPLITS = Path(__file__).resolve().parent / "splits.json"
@@ -60,11 +61,7 @@ class PairConfig:
 
     @classmethod
     def from_dict(cls, d: Dict) -> "PairConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Unknown data option(s) {unknown}; known: {sorted(known)}.")
-        return cls(**d)
+        return from_config_dict(cls, d, "data")
 
 
 @dataclasses.dataclass

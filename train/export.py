@@ -12,7 +12,6 @@ Exporting the same checkpoint twice gives byte-identical weights (same sha256).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ if str(REPO) not in sys.path:
 
 from LowLightDenoiseLib.methods.learned import ModelSpec, save_weights  # noqa: E402
 from LowLightDenoiseLib.networks import count_parameters  # noqa: E402
+from LowLightDenoiseLib.registry import sha256_of  # noqa: E402
 from train.train import load_checkpoint  # noqa: E402
 
 MODELS_JSON = REPO / "Resources" / "Models.json"
@@ -33,14 +33,6 @@ CARDS_DIR = REPO / "Resources" / "ModelCards"
 URL_PATTERN = "https://github.com/lowlightdenoise/SlicerLowLightDenoise/releases/download/v{version}/{file}"
 MAX_BYTES = 10 * 1024 * 1024
 LICENCE = "Apache-2.0"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def spec_from_run(run_dir: Path, version: str, title: str = "") -> ModelSpec:
@@ -62,7 +54,7 @@ def export_weights(run_dir: Path, version: str, models_dir: Path = MODELS_DIR, t
     if size > MAX_BYTES:
         path.unlink()
         raise ValueError(f"{file} is {size / 2**20:.1f} MB, over the 10 MB limit for bundled weights.")
-    return {"spec": spec, "file": file, "path": path, "sha256": sha256_file(path), "size": size,
+    return {"spec": spec, "file": file, "path": path, "sha256": sha256_of(path), "size": size,
             "parameters": count_parameters(network)}
 
 

