@@ -504,20 +504,7 @@ class LowLightDenoiseTest(ScriptedLoadableModuleTest):
         self.test_compare_and_simulate()
 
     def _volume(self):
-        import numpy as np
-
-        z, y, x = np.mgrid[0:16, 0:48, 0:48]
-        clean = np.full((16, 48, 48), -800.0, dtype=np.float32)
-        clean[(z - 8) ** 2 / 36 + (y - 24) ** 2 / 200 + (x - 24) ** 2 / 200 < 1] = 40.0
-        clean[4:12, 30:40, 28:40] = 300.0
-        ijkToRas = vtk.vtkMatrix4x4()
-        for r, row in enumerate([[0, -0.7, 0, 12.5], [0.8, 0, 0, -30.0], [0, 0, 2.5, 101.0]]):
-            for c, v in enumerate(row):
-                ijkToRas.SetElement(r, c, v)
-        reference = slicer.util.addVolumeFromArray(clean, ijkToRas, "clean")
-        noisy = mrml.simulate_node(slicer.mrmlScene, reference, mrml.SimulationSettings(
-            brightness=1.0, peak=30.0, read_noise=1.0, seed=1), name="noisy")
-        return noisy, reference
+        return mrml.add_self_test_volumes(slicer.mrmlScene)
 
     def test_denoise_classical_and_learned(self):
         import numpy as np
@@ -529,7 +516,7 @@ class LowLightDenoiseTest(ScriptedLoadableModuleTest):
         learned = [(m["name"], "3d" if 3 in m["spatial_dims"] else "2d") for m in LowLightDenoiseLogic().models()
                    if m["installed"] and m["category"] == "denoise"]
         self.assertTrue(learned, "No learned denoising model is installed with the extension.")
-        runs = [("gaussian", "2d"), ("gaussian", "3d")] + learned
+        runs = [("tv", "2d"), ("tv", "3d")] + learned
         for method, mode in runs:
             output, table = LowLightDenoiseLogic().denoise(noisy, method, reference, mode=mode, device="auto")
             self.assertEqual(output.GetClassName(), "vtkMRMLScalarVolumeNode")

@@ -527,6 +527,24 @@ def simulate_node(scene: Any, input_node: Any, settings: Optional[SimulationSett
     return node_from_volume(noisy, scene, label, like=input_node, window_level_from_like=True)
 
 
+def add_self_test_volumes(scene: Any) -> Tuple[Any, Any]:
+    """The module self-test's input, shared with CI: ``(noisy_node, clean_node)``.
+
+    A 16 x 48 x 48 CT-like phantom in HU (air -800, soft tissue 40, bone 300) on an oblique,
+    anisotropic grid, and its simulated low-light acquisition (30 photons at full scale, read noise 1).
+    """
+    z, y, x = np.mgrid[0:16, 0:48, 0:48]
+    clean = np.full((16, 48, 48), -800.0, dtype=np.float32)
+    clean[(z - 8) ** 2 / 36 + (y - 24) ** 2 / 200 + (x - 24) ** 2 / 200 < 1] = 40.0
+    clean[4:12, 30:40, 28:40] = 300.0
+    direction = (0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)  # LPS; i and j swapped: oblique to the array
+    volume = Volume(clean, spacing=(0.8, 0.7, 2.5), origin=(-12.5, 30.0, 101.0), direction=direction)
+    reference = node_from_volume(volume, scene, "clean")
+    noisy = simulate_node(scene, reference, SimulationSettings(brightness=1.0, peak=30.0, read_noise=1.0, seed=1),
+                          name="noisy")
+    return noisy, reference
+
+
 # ------------------------------------------------------------------------------------------- threads
 
 

@@ -397,3 +397,23 @@ def test_batch_example_rejects_an_empty_folder(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "examples" / "batch_denoise_folder.py"), str(tmp_path),
                            str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "No volume files" in done.stderr
+
+
+def test_the_slicer_self_test_checks_pass_on_its_own_volume(scene):
+    """What LowLightDenoiseTest asserts inside Slicer, run here on real MRML with the same volume:
+    a classical method in 2D and 3D and every bundled learned denoiser improve PSNR, keep geometry."""
+    from LowLightDenoiseLib import registry
+
+    noisy, reference = mrml.add_self_test_volumes(scene)
+    before = np.array(slicer.util.arrayFromVolume(noisy))
+    learned = [(m["name"], "3d" if 3 in m["spatial_dims"] else "2d") for m in registry.describe_models()
+               if m["installed"] and m["category"] == "denoise"]
+    assert learned, "no learned denoising model is bundled: the Slicer self-test would fail"
+    for method, mode in [("tv", "2d"), ("tv", "3d")] + learned:
+        output, table = mrml.denoise_node(scene, noisy, method, reference_node=reference, mode=mode, device="cpu")
+        assert output.GetClassName() == "vtkMRMLScalarVolumeNode"
+        np.testing.assert_array_equal(mrml.node_ijk_to_ras(output), mrml.node_ijk_to_ras(noisy))
+        rows = mrml.table_rows(table)
+        assert [r["method"] for r in rows] == ["input (unprocessed)", method]
+        assert rows[1]["psnr"] > rows[0]["psnr"], (method, mode, rows)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(noisy), before)
