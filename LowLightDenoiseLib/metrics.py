@@ -233,18 +233,23 @@ def _check_volume(v: Volume, what: str) -> None:
     validate_values(v.array, what)
 
 
+def _check_pair(first: Volume, what: str, output: Volume) -> None:
+    """One sentence if ``output`` and the ``what`` image (input or reference) cannot be compared."""
+    if output.array.shape != first.array.shape:
+        raise InputError(f"The output (shape {output.array.shape}) and the {what} "
+                         f"(shape {first.array.shape}) differ in size.")
+    _check_volume(first, f"The {what} image")
+    if not np.all(np.isfinite(output.array)):
+        raise InputError("The output image contains NaN or infinite values.")
+
+
 def reference_metrics(output: Volume, reference: Volume, data_range: Optional[float] = None, *,
                       axis: int = 0) -> Dict[str, Any]:
     """PSNR, SSIM (2D per slice and 3D), MSE, MAE and the data range used, output vs a clean reference.
 
     ``ssim_3d`` is ``None`` for 2D images and for volumes thinner than the 11-sample window.
     """
-    if output.array.shape != reference.array.shape:
-        raise InputError(
-            f"The output (shape {output.array.shape}) and the reference (shape {reference.array.shape}) differ in size.")
-    _check_volume(reference, "The reference image")
-    if not np.all(np.isfinite(output.array)):
-        raise InputError("The output image contains NaN or infinite values.")
+    _check_pair(reference, "reference", output)
     ch = -1 if reference.is_color else None
     rng = _checked_range(reference.array, data_range)
     return {
@@ -261,12 +266,7 @@ def reference_metrics(output: Volume, reference: Volume, data_range: Optional[fl
 def no_reference_metrics(input: Volume, output: Volume, *, axis: int = 0,
                          edge_sigma: float = DEFAULT_EDGE_SIGMA) -> Dict[str, Any]:
     """What can be measured without a clean image: noise before/after, contrast, edge preservation."""
-    if input.array.shape != output.array.shape:
-        raise InputError(
-            f"The input (shape {input.array.shape}) and the output (shape {output.array.shape}) differ in size.")
-    _check_volume(input, "The input image")
-    if not np.all(np.isfinite(output.array)):
-        raise InputError("The output image contains NaN or infinite values.")
+    _check_pair(input, "input", output)
     ch = -1 if input.is_color else None
     sig_in = noise_sigma(input.array, channel_axis=ch)
     sig_out = noise_sigma(output.array, channel_axis=ch)
