@@ -42,6 +42,12 @@ DEFAULT_MODALITY_WEIGHTS: Dict[str, float] = {
 }
 
 
+#: the low-light draw of :func:`LowLightDenoiseLib.degrade.random_degradation`, overridable per config
+LOWLIGHT_RANGES: Dict[str, Tuple[float, float]] = {
+    "peak": (10.0, 1000.0), "brightness": (0.1, 1.0), "gamma": (1.0, 2.5), "read_noise": (0.0, 3.0),
+}
+
+
 @dataclasses.dataclass
 class PairConfig:
     """How training pairs are drawn (the ``data`` section of a training config)."""
@@ -58,6 +64,17 @@ class PairConfig:
     modality_weights: Dict[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_MODALITY_WEIGHTS))
     modalities: Optional[List[str]] = None  # restrict to these modalities
     patches_per_region: int = 1  # consecutive samples cut from one degraded region (amortises augmentation)
+    #: ranges of the low-light draw, e.g. ``{"peak": [10, 1000], "brightness": [0.5, 1]}`` (peak
+    #: log-uniform, the others uniform); keys left out keep :func:`random_degradation`'s ranges
+    lowlight: Optional[Dict[str, List[float]]] = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.lowlight or {}) - set(LOWLIGHT_RANGES))
+        if unknown:
+            raise ValueError(f"Unknown data.lowlight range(s) {unknown}; known: {sorted(LOWLIGHT_RANGES)}.")
+        for key, pair in (self.lowlight or {}).items():
+            if len(pair) != 2 or not float(pair[0]) <= float(pair[1]):
+                raise ValueError(f"data.lowlight.{key} must be [low, high] with low <= high, not {pair!r}.")
 
     @classmethod
     def from_dict(cls, d: Dict) -> "PairConfig":
@@ -149,6 +166,17 @@ def _draw_kinds(config: PairConfig, rng: np.random.Generator) -> Optional[List[s
     names = sorted(config.kind_weights)
     w = np.array([config.kind_weights[k] for k in names], dtype=np.float64)
     return [names[int(rng.choice(len(names), p=w / w.sum()))]]
+
+
+def draw_degradation(config: PairConfig, rng: np.random.Generator) -> Degradation:
+    """A blind training degradation: :func:`random_degradation`, with the config's low-light ranges."""
+    degradation = random_degradation(rng, _draw_kinds(config, rng))
+    if not config.lowlight or not isinstance(degradation, LowLight):
+        return degradation
+    r = {k: tuple(float(v) for v in config.lowlight.get(k, d)) for k, d in LOWLIGHT_RANGES.items()}
+    peak = float(np.exp(rng.uniform(np.log(r["peak"][0]), np.log(r["peak"][1]))))
+    return LowLight(brightness=float(rng.uniform(*r["brightness"])), gamma=float(rng.uniform(*r["gamma"])),
+                    peak=peak, read_noise=float(rng.uniform(*r["read_noise"])))
 
 
 def _crop_start(rng: np.random.Generator, size: int, crop: int) -> int:
@@ -251,7 +279,7 @@ def _try_region(scan: Scan, config: PairConfig, rng: np.random.Generator, augmen
         clean = np.asarray(augment(clean[np.newaxis]), dtype=np.float32)[0]
         clean = intensity_augment(clean[np.newaxis], rng)[0]
     clean = np.clip(clean, 0.0, 1.0)
-    degradation = random_degradation(rng, _draw_kinds(config, rng))
+    degradation = draw_degradation(config, rng)
     noisy = degradation.apply(clean, rng).astype(np.float32)
     target = clean_target(degradation, clean, config.target)
     if float(np.ptp(noisy)) <= 1e-6 or float(np.ptp(target)) <= 1e-6:
@@ -272,15 +300,17 @@ def _patch_shape(config: PairConfig) -> Tuple[int, ...]:
 
 def cut_pair(region: Region, config: PairConfig, input_config: Dict,
              rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
-    """A random patch of ``region`` as (network input via ``prepare_input``, target with a channel axis)."""
-    from LowLightDenoiseLib.methods.learned import prepare_input
+    """A random patch of ``region`` as (network input, target), both from the engine's own functions:
+    :func:`~LowLightDenoiseLib.methods.learned.prepare_input` and ``prepare_target`` (the target in the
+    network's output domain: normalised units, or the rescaled VST domain of a ``vst`` model)."""
+    from LowLightDenoiseLib.methods.learned import prepare_input, prepare_target
 
     patch = _patch_shape(config)
     starts = [_crop_start(rng, s, p) for s, p in zip(region.noisy.shape, patch)]
     index = tuple(slice(s, s + p) for s, p in zip(starts, patch))
     x = prepare_input(np.ascontiguousarray(region.noisy[index]), region.noise, input_config)
-    return (np.ascontiguousarray(x, dtype=np.float32),
-            np.ascontiguousarray(region.target[index][np.newaxis], dtype=np.float32))
+    y = prepare_target(np.ascontiguousarray(region.target[index]), region.noise, input_config)
+    return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y, dtype=np.float32)
 
 
 def make_pair(scan: Scan, config: PairConfig, input_config: Dict, rng: np.random.Generator,

@@ -236,12 +236,11 @@ class Evaluation:
                 noisy = simulate_volume(image.clean, deg, seed=self.seed + 97 * li)
                 frame, ref, rng = self._frame(image.clean, noisy)
                 self.add(image, name, "noisy input", noisy.array, 0.0, frame, ref, rng)
+                self._check_hu(image, name, "noisy input", noisy, noisy.array)
                 for label, method in models:
                     out, sec = self._run(method, noisy)
                     self.add(image, name, label, out, sec, frame, ref, rng)
-                    if self.task == "denoise" and image.modality == "ct":
-                        self.checks.append({"image": image.id, "level": name, "method": label,
-                                            **homogeneous_shift(image.clean.array, noisy.array, out)})
+                    self._check_hu(image, name, label, noisy, out)
                 if not baselines:
                     continue
                 if self.task == "denoise":
@@ -249,11 +248,18 @@ class Evaluation:
                 else:
                     self._enhance_baselines(image, name, noisy, frame, ref, rng)
 
+    def _check_hu(self, image: TestImage, level_name: str, label: str, noisy: Volume, out: np.ndarray) -> None:
+        """CT only: the homogeneous-region mean shift of ``out`` (models and baselines alike)."""
+        if self.task == "denoise" and image.modality == "ct":
+            self.checks.append({"image": image.id, "level": level_name, "method": label,
+                                **homogeneous_shift(image.clean.array, noisy.array, out)})
+
     def _denoise_baselines(self, image: TestImage, name: str, level: Dict[str, float], noisy: Volume,
                            frame: Callable, ref: np.ndarray, rng: float, bm3d: bool) -> None:
         for m in classical_denoisers():
             out, sec = self._run(m, noisy)
             self.add(image, name, f"auto:{m}", out, sec, frame, ref, rng)
+            self._check_hu(image, name, f"auto:{m}", noisy, out)
         for m in ("nlm", "tv"):
             best, best_s, best_out, sec_total = -math.inf, None, None, 0.0
             for s in TUNING_GRID:
@@ -264,10 +270,12 @@ class Evaluation:
                     best, best_s, best_out = score, s, out
             self.add(image, name, f"tuned:{m}", best_out, sec_total / len(TUNING_GRID), frame, ref, rng,
                      strength=best_s)
+            self._check_hu(image, name, f"tuned:{m}", noisy, best_out)
         if bm3d:
             a, b = true_profile(image.clean.array, noisy.array, level)
             out, sec = self._run(BM3DTrueVST(a, b), noisy, mode="2d")
             self.add(image, name, "bm3d-vst-true", out, sec, frame, ref, rng)
+            self._check_hu(image, name, "bm3d-vst-true", noisy, out)
 
     def _enhance_baselines(self, image: TestImage, name: str, noisy: Volume, frame: Callable, ref: np.ndarray,
                            rng: float) -> None:

@@ -2,6 +2,7 @@
 
     python train/export.py train/runs/default-2d --version 0.1.0 --modalities ct,mr,xray,photo
     python train/export.py train/runs/default-2d --version 0.1.0 --report train/reports/default-2d.json
+    python train/export.py train/runs/default-2d-vst --name default-2d --version 0.2.0   # candidate -> name
 
 The weights go to ``Resources/Models/<name>-<version>.safetensors`` (at most 10 MB, so they are
 bundled and the extension works offline); the entry in ``Resources/Models.json`` (schema:
@@ -35,16 +36,19 @@ MAX_BYTES = 10 * 1024 * 1024
 LICENCE = "Apache-2.0"
 
 
-def spec_from_run(run_dir: Path, version: str, title: str = "") -> ModelSpec:
+def spec_from_run(run_dir: Path, version: str, title: str = "", name: str = "") -> ModelSpec:
+    """The model spec of a run; ``name`` registers it under another name than its config's (a candidate
+    run such as ``default-2d-vst`` shipped as ``default-2d``)."""
     cfg = json.loads((run_dir / "config.json").read_text())
-    return ModelSpec(name=cfg["name"], architecture=cfg["architecture"], spatial_dims=int(cfg["spatial_dims"]),
+    return ModelSpec(name=name or cfg["name"], architecture=cfg["architecture"], spatial_dims=int(cfg["spatial_dims"]),
                      network=cfg["network"], input=cfg["input"], category=cfg["category"],
                      title=title or cfg.get("description", ""), version=version)
 
 
-def export_weights(run_dir: Path, version: str, models_dir: Path = MODELS_DIR, title: str = "") -> Dict[str, Any]:
+def export_weights(run_dir: Path, version: str, models_dir: Path = MODELS_DIR, title: str = "",
+                   name: str = "") -> Dict[str, Any]:
     """Write the best checkpoint as safetensors; returns file name, path, sha256, size and parameters."""
-    spec = spec_from_run(run_dir, version, title)
+    spec = spec_from_run(run_dir, version, title, name)
     network = spec.build_network()
     network.load_state_dict(load_checkpoint(run_dir / "checkpoint_best.pt")["model"], strict=True)
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -186,6 +190,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--version", required=True)
     parser.add_argument("--modalities", default="ct,mr,xray")
     parser.add_argument("--title", default="")
+    parser.add_argument("--name", default="", help="model name in the registry (default: the run config's name)")
     parser.add_argument("--config", default=None, help="config path for the recorded training command")
     parser.add_argument("--report", type=Path, default=None, help="evaluation JSON from train/evaluate.py")
     parser.add_argument("--notes", default="", help="extra Markdown appended to the card")
@@ -194,7 +199,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--cards-dir", type=Path, default=CARDS_DIR)
     args = parser.parse_args(argv)
 
-    exported = export_weights(args.run, args.version, args.models_dir, args.title)
+    exported = export_weights(args.run, args.version, args.models_dir, args.title, args.name)
     spec: ModelSpec = exported["spec"]
     report = json.loads(args.report.read_text()) if args.report else None
     card = args.cards_dir / f"{spec.name}.md"

@@ -16,12 +16,12 @@ import SimpleITK as sitk
 import torch
 
 from LowLightDenoiseLib.degrade import LowLight, simulate_volume
-from LowLightDenoiseLib.methods.learned import prepare_input
+from LowLightDenoiseLib.methods.learned import finish_output, prepare_input, prepare_target
 from LowLightDenoiseLib.noise import estimate_noise
 from LowLightDenoiseLib.normalize import Normalizer
 from LowLightDenoiseLib.volume import Volume
 from train import prepare_data
-from train.dataset import PairConfig, PairDataset, Scan, load_scans, make_pair, make_region
+from train.dataset import PairConfig, PairDataset, Scan, draw_degradation, load_scans, make_pair, make_region
 from train.evaluate import homogeneous_shift, true_profile
 from train.losses import DenoiseLoss, LossConfig, gradient_loss
 from train.train import TrainConfig, load_checkpoint, train
@@ -113,6 +113,44 @@ def test_denoise_target_is_the_noise_free_dark_mean_and_enhance_target_the_clean
     assert abs(np.mean(diffs)) < 0.1
     # enhance: the clean image spans [0, 1] by its own robust range whatever the darkening
     np.testing.assert_allclose(np.array(ranges), np.tile([0.0, 1.0], (6, 1)), atol=1e-4)
+
+
+def test_lowlight_ranges_of_a_config_bound_the_draw_and_bad_ranges_are_refused():
+    cfg = PairConfig(kinds=["lowlight"], lowlight={"peak": [30, 300], "brightness": [0.5, 1.0], "gamma": [1, 1]})
+    draws = [draw_degradation(cfg, np.random.default_rng(s)) for s in range(200)]
+    peaks = np.array([d.peak for d in draws])
+    assert all(isinstance(d, LowLight) for d in draws)
+    assert peaks.min() >= 30 and peaks.max() <= 300 and np.median(peaks) == pytest.approx(np.sqrt(30 * 300), rel=0.25)
+    assert min(d.brightness for d in draws) >= 0.5 and {d.gamma for d in draws} == {1.0}
+    # read noise was not given: the default range 0..3 photons
+    assert 0 <= min(d.read_noise for d in draws) < 0.5 and 2.5 < max(d.read_noise for d in draws) <= 3
+    # the default draw reaches much darker images than the configured one
+    default = [draw_degradation(PairConfig(kinds=["lowlight"]), np.random.default_rng(s)) for s in range(200)]
+    assert min(d.brightness for d in default) < 0.2
+    with pytest.raises(ValueError, match="Unknown data.lowlight"):
+        PairConfig(lowlight={"photons": [1, 2]})
+    with pytest.raises(ValueError, match="low <= high"):
+        PairConfig(lowlight={"peak": [300, 30]})
+
+
+def test_vst_model_targets_are_the_stabilised_clean_image_that_the_inverse_maps_back(tiny_data):
+    folder, _ = tiny_data
+    scan = Scan.load("ct", folder)
+    # shot noise dominant, so the estimated profile is signal-dependent (a > 0) and the VST not affine
+    cfg = PairConfig(patch=32, context=128, augment=False, kinds=["lowlight"],
+                     lowlight={"peak": [20, 50], "brightness": [1, 1], "gamma": [1, 1], "read_noise": [0, 0.5]})
+    vst = {"noise_map": True, "vst": True, "vst_inverse": "algebraic"}
+    x, y = make_pair(scan, cfg, vst, np.random.default_rng(7))
+    region = make_region(scan, cfg, np.random.default_rng(7))
+    assert region.noise.a > 0
+    _, y_plain = make_pair(scan, cfg, {"noise_map": True}, np.random.default_rng(7))
+    assert x.shape == (2, 32, 32) and y.shape == (1, 32, 32)
+    assert not np.allclose(y, y_plain, atol=1e-3)  # a different domain from the normalised target
+    # a perfect network output goes back to the normalised clean patch exactly (algebraic inverse)
+    np.testing.assert_allclose(finish_output(y, y_plain[0], region.noise, vst), y_plain[0], atol=1e-4)
+    # in that domain the noise is stabilised: input - target has about the level the noise channel states
+    assert float(np.std(x[0] - y[0])) == pytest.approx(float(x[1].mean()), rel=0.35)
+    np.testing.assert_allclose(prepare_target(y_plain[0], region.noise, vst), y, atol=1e-6)
 
 
 def test_dataset_shares_samples_disjointly_between_ranks_and_changes_with_epoch(tiny_data):
@@ -220,6 +258,14 @@ def test_export_round_trip_through_the_registry(tiny_data, tmp_path, ct_path):
     vol = Volume(sitk.GetArrayFromImage(sitk.ReadImage(str(ct_path))).astype(np.float32))
     out = denoise_volume(vol, method, mode="2d", device="cpu")
     assert out.volume.array.shape == vol.array.shape and np.all(np.isfinite(out.volume.array))
+
+    # a candidate run is shipped under another name: same weights, the run's training command kept
+    assert export.main(argv + ["--name", "shipped-2d"]) == 0
+    renamed = registry.load_registry(models_json)["shipped-2d"]
+    assert renamed.file == "shipped-2d-0.0.1.safetensors" and "tiny-export" in registry.load_registry(models_json)
+    assert renamed.training["command"].endswith("train/configs/tiny-export.json")
+    shipped = LearnedMethod.from_weights(renamed.spec, tmp_path / "models" / renamed.file)
+    assert all(torch.equal(shipped.network.state_dict()[k], v) for k, v in state.items())
 
 
 def test_true_profile_predicts_the_noise_variance_in_engine_units(ct_path):
