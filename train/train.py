@@ -55,6 +55,7 @@ class OptimConfig:
     early_stopping_patience: int = 10
     plateau_patience: int = 5
     plateau_factor: float = 0.1
+    grad_clip: float = 0.0  # clip the gradient's global norm to this (0: off); guards against rare huge losses
     num_workers: int = 0
     threads: int = 2
 
@@ -312,12 +313,16 @@ def train(config: TrainConfig, run_dir: Optional[Path] = None, resume: bool = Fa
             sampler.set_epoch(epoch)
         t0 = time.perf_counter()
         sums: Dict[str, float] = {}
-        steps = 0
+        steps = clipped = 0
         for x, y in train_loader:
             x, y = x.to(dist.device, non_blocking=True), y.to(dist.device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             terms = loss_fn(net(x), y, x[:, :1])
             terms["total"].backward()
+            if opt_cfg.grad_clip > 0:  # the norm before clipping is logged: spikes show what was cut
+                norm = float(nn.utils.clip_grad_norm_(net.parameters(), opt_cfg.grad_clip))
+                sums["grad_norm_max"] = max(sums.get("grad_norm_max", 0.0), norm)
+                clipped += int(norm > opt_cfg.grad_clip)
             optimizer.step()
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
@@ -333,7 +338,9 @@ def train(config: TrainConfig, run_dir: Optional[Path] = None, resume: bool = Fa
         elapsed = time.perf_counter() - t_start
         if dist.main:
             row = {"epoch": epoch, "train_loss": sums.get("total", 0.0) / max(steps, 1),
-                   **{f"train_{k}": v / max(steps, 1) for k, v in sums.items() if k != "total"},
+                   **{f"train_{k}": v / max(steps, 1) for k, v in sums.items() if k not in ("total", "grad_norm_max")},
+                   **({"grad_norm_max": sums.get("grad_norm_max", 0.0), "clipped_steps": clipped}
+                      if opt_cfg.grad_clip > 0 else {}),
                    **metrics, "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": time.perf_counter() - t0,
                    "elapsed_minutes": elapsed / 60}
             history.add(row)

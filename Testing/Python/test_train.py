@@ -228,6 +228,21 @@ def test_tiny_training_writes_logs_checkpoints_and_resumes(tiny_data, tmp_path):
     assert any(not torch.equal(weights_before[k], v) for k, v in state["model"].items())
 
 
+def test_gradient_clipping_logs_the_norm_before_clipping_and_counts_the_clipped_steps(tiny_data, tmp_path):
+    import csv
+
+    folder, splits = tiny_data
+    run = tmp_path / "clip"
+    train(tiny_config("tiny-clip", max_epochs=1, grad_clip=1e-6), run, data_dir=folder, splits_file=splits,
+          device="cpu", log=lambda s: None)
+    row = next(csv.DictReader((run / "log.csv").open()))
+    assert float(row["grad_norm_max"]) > 1e-6 and int(row["clipped_steps"]) == 2  # 8 samples / batch 4
+    plain = tmp_path / "plain"
+    train(tiny_config("tiny-plain", max_epochs=1), plain, data_dir=folder, splits_file=splits, device="cpu",
+          log=lambda s: None)
+    assert "grad_norm_max" not in (plain / "log.csv").read_text().splitlines()[0]
+
+
 def test_export_round_trip_through_the_registry(tiny_data, tmp_path, ct_path):
     from LowLightDenoiseLib import registry
     from LowLightDenoiseLib.pipeline import denoise_volume
