@@ -14,7 +14,7 @@ import the submodules you need:
 __version__ = "0.1.0"
 
 #: The method used when none is named (command line, Slicer module, batch example): the best-scoring
-#: shipped method on the test split. Today that is the automatic non-local means: the bundled
-#: default-2d scores 0.7-3.2 dB below it (Resources/ModelCards/default-2d.md, measured by
-#: train/evaluate.py). default-2d becomes the default once a release beats the classical methods.
-DEFAULT_METHOD = "nlm"
+#: shipped method on the test split. Since v0.2.0 that is the learned default-2d: blind, it beats every
+#: automatic classical method of the engine and NLM/TV tuned with the clean image at peak 300, 100 and
+#: 30 photons (Resources/ModelCards/default-2d.md, measured by train/evaluate.py).
+DEFAULT_METHOD = "default-2d"

@@ -62,6 +62,15 @@ def export_weights(run_dir: Path, version: str, models_dir: Path = MODELS_DIR, t
             "parameters": count_parameters(network)}
 
 
+def describe_input(input_config: Dict[str, Any]) -> str:
+    """What the network is fed, in words, from its input configuration."""
+    if input_config.get("vst"):
+        text = ("normalised image in the generalised-Anscombe domain with the estimated Poisson-Gaussian "
+                f"parameters, {input_config.get('vst_inverse', 'unbiased')} inverse")
+        return text + (", plus the stabilised noise level as a channel" if input_config.get("noise_map") else "")
+    return "normalised image" + (" plus estimated noise map" if input_config.get("noise_map") else "")
+
+
 def training_summary(run_dir: Path, config_path: Optional[str]) -> Dict[str, Any]:
     cfg = json.loads((run_dir / "config.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
@@ -123,7 +132,7 @@ def render_card(entry: Dict[str, Any], exported: Dict[str, Any], report: Optiona
              "| | |", "|---|---|",
              f"| architecture | {spec.architecture} ({spec.spatial_dims}D), {exported['parameters']:,} parameters |",
              f"| network arguments | `{json.dumps(spec.network)}` |",
-             f"| input | `{json.dumps(spec.input)}` (normalised image plus estimated noise map; blind) |",
+             f"| input | `{json.dumps(spec.input)}` ({describe_input(spec.input)}; blind) |",
              f"| category | {spec.category} |",
              f"| modalities | {', '.join(entry['modalities'])} |",
              f"| weights | `Resources/Models/{entry['file']}`, {entry['size']:,} bytes, sha256 `{entry['sha256']}` |",
