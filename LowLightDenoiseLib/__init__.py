@@ -11,7 +11,7 @@ import the submodules you need:
 * :mod:`.mrml` - the same on 3D Slicer MRML nodes (no Qt)
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: The method used when none is named (command line, Slicer module, batch example): the best-scoring
 #: shipped method on the test split. Since v0.2.0 that is the learned default-2d: blind, it beats every
