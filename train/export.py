@@ -2,7 +2,7 @@
 
     python train/export.py train/runs/default-2d --version 0.1.0 --modalities ct,mr,xray,photo
     python train/export.py train/runs/default-2d --version 0.1.0 --report train/reports/default-2d.json
-    python train/export.py train/runs/default-2d-vst --name default-2d --version 0.2.0   # candidate -> name
+    python train/export.py train/runs/default-2d-vst-rel --name default-2d --version 0.2.0   # candidate -> name
 
 The weights go to ``Resources/Models/<name>-<version>.safetensors`` (at most 10 MB, so they are
 bundled and the extension works offline); the entry in ``Resources/Models.json`` (schema:
@@ -83,12 +83,20 @@ def training_summary(run_dir: Path, config_path: Optional[str]) -> Dict[str, Any
         "epochs": summary.get("epochs"), "minutes": round(float(summary.get("minutes", 0.0)), 1),
         "stop_reason": summary.get("stop_reason"), "device": summary.get("device"),
         "best_val_loss": summary.get("best_val_loss"),
+        "run": _repo_relative(run_dir), "run_name": cfg["name"],
     }
+
+
+def _repo_relative(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 def _registry_training(summary: Dict[str, Any]) -> Dict[str, Any]:
     """The short form kept in Models.json (the full recipe and split live in the model card)."""
-    short = {k: v for k, v in summary.items() if k not in ("recipe", "split")}
+    short = {k: v for k, v in summary.items() if k not in ("recipe", "split", "run", "run_name")}
     short["split"] = dict({k: len(v) for k, v in summary["split"].items()}, file="train/splits.json")
     return short
 
@@ -151,7 +159,8 @@ def render_card(entry: Dict[str, Any], exported: Dict[str, Any], report: Optiona
              f"```json\n{json.dumps(t['recipe'], indent=1)}\n```", "",
              f"Trained with `{t['command']}` on {t['device']} for {t['epochs']} epochs ({t['minutes']} min, "
              f"stopped by {t['stop_reason']}); exported with "
-             f"`python train/export.py train/runs/{entry['name']} --version {entry['version']} "
+             f"`python train/export.py {t['run']}"
+             f"{' --name ' + entry['name'] if t['run_name'] != entry['name'] else ''} --version {entry['version']} "
              f"--modalities {','.join(entry['modalities'])} --report train/reports/{entry['name']}.json`.", ""]
     if report is not None:
         lines += ["## Test metrics", "", f"Measured with `{report['command']}` (report: "

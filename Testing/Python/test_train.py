@@ -279,6 +279,8 @@ def test_export_round_trip_through_the_registry(tiny_data, tmp_path, ct_path):
     renamed = registry.load_registry(models_json)["shipped-2d"]
     assert renamed.file == "shipped-2d-0.0.1.safetensors" and "tiny-export" in registry.load_registry(models_json)
     assert renamed.training["command"].endswith("train/configs/tiny-export.json")
+    card = (tmp_path / "cards" / "shipped-2d.md").read_text()
+    assert f"python train/export.py {run} --name shipped-2d --version 0.0.1" in card
     shipped = LearnedMethod.from_weights(renamed.spec, tmp_path / "models" / renamed.file)
     assert all(torch.equal(shipped.network.state_dict()[k], v) for k, v in state.items())
 
