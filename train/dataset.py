@@ -8,14 +8,15 @@ One sample, exactly as the engine will see an image at inference (blind):
 2. augment the clean context with MONAI transforms: rotation within +/-15 degrees, flips, zoom
    0.8-1.2, contrast stretching, gamma, histogram equalisation;
 3. degrade it with :func:`LowLightDenoiseLib.degrade.random_degradation` (photon-limited low light
-   mostly, the other noise types too; levels drawn from ranges). The target of a *denoising* model is
+   mostly, the other noise types too; levels drawn from ranges, the low-light ones narrowed or widened by
+   the config's ``data.lowlight``: :func:`draw_degradation`). The target of a *denoising* model is
    the noise-free degraded mean (a low-light image stays as dark: a denoiser keeps intensities), the
    target of an *enhancement* model is the clean image;
 4. fit :class:`~LowLightDenoiseLib.normalize.Normalizer` on the noisy context (robust percentiles, as
    the engine does), estimate the noise with :func:`~LowLightDenoiseLib.noise.estimate_noise` on the
    normalised noisy context (the model is never told the true level), cut the patch, and build the
-   network input with :func:`LowLightDenoiseLib.methods.learned.prepare_input`: the same code the
-   engine runs at inference.
+   network input with :func:`LowLightDenoiseLib.methods.learned.prepare_input` (the same code the
+   engine runs at inference) and the target with ``prepare_target`` (the same domain: VST or not).
 """
 from __future__ import annotations
 
