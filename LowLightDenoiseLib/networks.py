@@ -10,6 +10,11 @@ carry a noise-level map) and return one channel: the restored image in the same 
 * ``dualpath``: multiscale dual-path network: a U-Net path that removes noise and a global
   brightness/contrast path that predicts per-pixel curve parameters (Zero-DCE style quadratic
   curves) applied to the denoised image, for dark photographs and radiographs.
+* ``slab_unet`` (3D only): a 2.5D network for volumes: every output slice comes from the 2D U-Net
+  applied to a slab of ``2 * neighbours + 1`` input slices stacked as channels (the slice itself
+  first). It takes a 2D ``unet``'s weights (:func:`initialise_from`) with the neighbours' input
+  weights at zero, so it starts as exactly that 2D model and training only adds what the
+  neighbouring slices tell.
 """
 from __future__ import annotations
 
@@ -111,11 +116,69 @@ class DualPathNet(nn.Module):
         return y
 
 
+class SlabUNet(nn.Module):
+    """2.5D U-Net: ``(B, C, D, H, W) -> (B, 1, D, H, W)``, each slice denoised from its slab of neighbours.
+
+    Slab channels are ordered slice, then neighbours at -1, +1, -2, +2, ... (``C`` channels each),
+    so channel 0 is the slice's own image (the residual base) and channels ``:C`` are what a 2D
+    model with ``C`` input channels sees. Beyond the volume's ends the slab is mirrored (slice -1
+    is slice 1: a real slice with its own noise), or repeated when the volume is too thin to mirror.
+    """
+
+    def __init__(self, spatial_dims: int = 3, in_channels: int = 1, neighbours: int = 2,
+                 features: Sequence[int] = (32, 32, 64, 128, 256, 32), norm: Any = None) -> None:
+        super().__init__()
+        if spatial_dims != 3:
+            raise ValueError("slab_unet is a network for volumes: spatial_dims must be 3.")
+        if int(neighbours) < 1:
+            raise ValueError(f"slab_unet needs at least one neighbour on each side, not {neighbours}.")
+        self.neighbours = int(neighbours)
+        self.slice_channels = int(in_channels)
+        self.unet2d = ResidualUNet(2, in_channels * (2 * self.neighbours + 1), features, norm)
+
+    def offsets(self) -> Sequence[int]:
+        return [0] + [s * k for k in range(1, self.neighbours + 1) for s in (-1, 1)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, d, h, w = x.shape
+        k = self.neighbours
+        mode = "reflect" if d > k else "replicate"
+        padded = nn.functional.pad(x, (0, 0, 0, 0, k, k), mode=mode)
+        slab = torch.cat([padded[:, :, k + o:k + o + d] for o in self.offsets()], dim=1)  # (B, C', D, H, W)
+        slices = slab.transpose(1, 2).reshape(b * d, slab.shape[1], h, w)
+        y = self.unet2d(slices)  # (B * D, 1, H, W)
+        return y.reshape(b, d, 1, h, w).transpose(1, 2)
+
+    def inflate_2d_state(self, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """A 2D ``unet`` state dict (same features, ``slice_channels`` inputs) as this network's state:
+        the first convolution's weights go to the slice's own channels, zeros to the neighbours'."""
+        own = self.state_dict()
+        out = {}
+        for key, value in state.items():
+            target = own.get(f"unet2d.{key}")
+            if target is None:
+                raise ValueError(f"The 2D weights hold {key!r}, which a slab_unet of these features lacks.")
+            if value.shape != target.shape:
+                if value.ndim != 4 or value.shape[1] != self.slice_channels or \
+                        (value.shape[0],) + tuple(value.shape[2:]) != (target.shape[0],) + tuple(target.shape[2:]):
+                    raise ValueError(f"The 2D weights' {key!r} has shape {tuple(value.shape)}, which does not "
+                                     f"inflate to {tuple(target.shape)}.")
+                inflated = torch.zeros_like(target)
+                inflated[:, :self.slice_channels] = value
+                value = inflated
+            out[f"unet2d.{key}"] = value
+        missing = sorted(set(own) - set(out))
+        if missing:
+            raise ValueError(f"The 2D weights lack {missing[:3]}.")
+        return out
+
+
 NETWORKS: Dict[str, Callable[..., nn.Module]] = {
     "dncnn": DnCNN,
     "unet": ResidualUNet,
     "dae": DenoisingAutoencoder,
     "dualpath": DualPathNet,
+    "slab_unet": SlabUNet,
 }
 
 
@@ -126,6 +189,16 @@ def build_network(architecture: str, spatial_dims: int = 2, in_channels: int = 1
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, not {spatial_dims}.")
     return NETWORKS[architecture](spatial_dims=spatial_dims, in_channels=in_channels, **kwargs)
+
+
+def initialise_from(model: nn.Module, state: Dict[str, torch.Tensor]) -> str:
+    """Load ``state`` into ``model`` before training: the same network's weights strictly, or, for a
+    ``slab_unet``, a 2D ``unet``'s (inflated, :meth:`SlabUNet.inflate_2d_state`). Returns what was done."""
+    if isinstance(model, SlabUNet) and not any(k.startswith("unet2d.") for k in state):
+        model.load_state_dict(model.inflate_2d_state(state), strict=True)
+        return "2D U-Net weights inflated to the slab (neighbour inputs start at zero)"
+    model.load_state_dict(state, strict=True)
+    return "same network's weights"
 
 
 def count_parameters(model: nn.Module) -> int:

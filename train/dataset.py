@@ -68,8 +68,18 @@ class PairConfig:
     #: ranges of the low-light draw, e.g. ``{"peak": [10, 1000], "brightness": [0.5, 1]}`` (peak
     #: log-uniform, the others uniform); keys left out keep :func:`random_degradation`'s ranges
     lowlight: Optional[Dict[str, List[float]]] = None
+    #: 3D only, thick slices: each region averages ``s`` consecutive slices into one, ``s`` drawn
+    #: uniformly from ``[low, high]`` (limited by the volume's depth), so thin isotropic training
+    #: volumes also look like the 2.5-7 mm slices of clinical CT and MR
+    slice_step: Optional[List[int]] = None
 
     def __post_init__(self) -> None:
+        if self.slice_step is not None:
+            step = list(self.slice_step)
+            if self.spatial_dims != 3:
+                raise ValueError("data.slice_step applies to 3D configs only.")
+            if len(step) != 2 or not all(isinstance(v, int) for v in step) or not 1 <= step[0] <= step[1]:
+                raise ValueError(f"data.slice_step must be [low, high] with integers 1 <= low <= high, not {step!r}.")
         unknown = sorted(set(self.lowlight or {}) - set(LOWLIGHT_RANGES))
         if unknown:
             raise ValueError(f"Unknown data.lowlight range(s) {unknown}; known: {sorted(LOWLIGHT_RANGES)}.")
@@ -243,9 +253,15 @@ def _context_region(scan: Scan, config: PairConfig, rng: np.random.Generator) ->
         region = np.asarray(a[z, y0:y0 + ctx, x0:x0 + ctx], dtype=np.float32)
     else:
         cd = config.context_depth
-        z0 = _crop_start(rng, a.shape[0], cd)
+        step = 1
+        if config.slice_step:
+            step = int(rng.integers(config.slice_step[0], config.slice_step[1] + 1))
+            step = max(1, min(step, a.shape[0] // cd))
+        z0 = _crop_start(rng, a.shape[0], cd * step)
         y0, x0 = _crop_start(rng, a.shape[1], ctx), _crop_start(rng, a.shape[2], ctx)
-        region = np.asarray(a[z0:z0 + cd, y0:y0 + ctx, x0:x0 + ctx], dtype=np.float32)
+        region = np.asarray(a[z0:z0 + cd * step, y0:y0 + ctx, x0:x0 + ctx], dtype=np.float32)
+        if step > 1:  # thick slices: the mean of ``step`` thin ones (before any noise)
+            region = region.reshape((-1, step) + region.shape[1:]).mean(axis=1)
     return (region - scan.low) / max(scan.high - scan.low, 1e-12)
 
 

@@ -78,7 +78,8 @@ def training_summary(run_dir: Path, config_path: Optional[str]) -> Dict[str, Any
     return {
         "data": "real scans and photographs from pinned registry packages (train/data_manifest.json)",
         "split": {k: splits[k] for k in ("train", "val", "test")},
-        "recipe": {k: cfg[k] for k in ("data", "loss", "optim", "input", "network", "seed")},
+        "recipe": {k: cfg[k] for k in ("data", "loss", "optim", "input", "network", "seed", "init_weights")
+                   if cfg.get(k) not in (None, "")},
         "command": "python train/train.py " + (config_path or f"train/configs/{cfg['name']}.json"),
         "epochs": summary.get("epochs"), "minutes": round(float(summary.get("minutes", 0.0)), 1),
         "stop_reason": summary.get("stop_reason"), "device": summary.get("device"),

@@ -34,7 +34,7 @@ TRAIN_DIR = Path(__file__).resolve().parent
 if str(TRAIN_DIR.parent) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(TRAIN_DIR.parent))
 
-from LowLightDenoiseLib.networks import build_network, count_parameters  # noqa: E402
+from LowLightDenoiseLib.networks import build_network, count_parameters, initialise_from  # noqa: E402
 from train.dataset import DATA_DIR, SPLITS, PairConfig, PairDataset, load_scans  # noqa: E402
 from train.config_fields import from_config_dict  # noqa: E402
 from train.losses import DenoiseLoss, LossConfig  # noqa: E402
@@ -79,6 +79,9 @@ class TrainConfig:
     optim: OptimConfig
     seed: int = 0
     description: str = ""
+    #: start from these weights (repository-relative or absolute; a .safetensors export or a run's
+    #: checkpoint .pt) instead of random ones: the same network, or a 2D unet for a slab_unet
+    init_weights: str = ""
 
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":
@@ -97,7 +100,7 @@ class TrainConfig:
                   network=raw.pop("network", {}), input=raw.pop("input", {}), category=raw.pop("category", "denoise"),
                   data=data, loss=LossConfig.from_dict(raw.pop("loss", {})),
                   optim=OptimConfig.from_dict(raw.pop("optim", {})), seed=int(raw.pop("seed", 0)),
-                  description=raw.pop("description", ""))
+                  description=raw.pop("description", ""), init_weights=str(raw.pop("init_weights", "")))
         if raw:
             raise ValueError(f"Unknown config key(s) {sorted(raw)}.")
         if cfg.category not in ("denoise", "enhance"):
@@ -118,6 +121,36 @@ class TrainConfig:
     def build_network(self) -> nn.Module:
         kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in self.network.items()}
         return build_network(self.architecture, self.spatial_dims, self.in_channels(), **kwargs)
+
+
+def init_weights_path(config: TrainConfig) -> Optional[Path]:
+    """The file named by ``init_weights`` (relative paths from the repository root), or None."""
+    if not config.init_weights:
+        return None
+    path = Path(config.init_weights)
+    path = path if path.is_absolute() else TRAIN_DIR.parent / path
+    if not path.is_file():
+        raise ValueError(f"init_weights names {config.init_weights}, which does not exist.")
+    return path
+
+
+def load_init_weights(model: nn.Module, config: TrainConfig) -> Optional[str]:
+    """Initialise ``model`` from ``config.init_weights``; returns a line for the log (None: random start)."""
+    from LowLightDenoiseLib.methods.learned import load_state_dict
+
+    path = init_weights_path(config)
+    if path is None:
+        return None
+    if path.suffix == ".pt":  # a run's checkpoint: {"model": state, ...}, read without unpickling code
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = state.get("model", state)
+    else:
+        state = load_state_dict(path)
+    try:
+        how = initialise_from(model, state)
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(f"init_weights {config.init_weights} do not fit {config.name}'s network: {error}") from error
+    return f"initialised from {config.init_weights} ({how})"
 
 
 def seed_everything(seed: int) -> None:
@@ -267,7 +300,10 @@ def train(config: TrainConfig, run_dir: Optional[Path] = None, resume: bool = Fa
         torch.set_num_threads(max(1, int(opt_cfg.threads)))
     seed_everything(config.seed + dist.rank)
 
-    model = config.build_network().to(dist.device)
+    model = config.build_network()
+    initialised = load_init_weights(model, config) if not (resume and (run_dir / "checkpoint_last.pt").is_file()) \
+        else None
+    model = model.to(dist.device)
     net = nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None) \
         if dist.world > 1 else model
     optimizer = torch.optim.Adam(net.parameters(), lr=opt_cfg.lr)
@@ -304,6 +340,8 @@ def train(config: TrainConfig, run_dir: Optional[Path] = None, resume: bool = Fa
         log(f"{config.name}: {config.architecture} {config.spatial_dims}D, {count_parameters(model)} parameters, "
             f"{len(train_set.scans)} training scans, {len(val_set.scans)} validation scans, device {dist.device}, "
             f"world {dist.world}")
+        if initialised:
+            log(initialised)
 
     stop_reason = "max_epochs"
     t_start = time.perf_counter() - elapsed

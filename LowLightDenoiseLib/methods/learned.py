@@ -131,7 +131,7 @@ def finish_output(y: np.ndarray, x: np.ndarray, noise: NoiseProfile,
 
 def _size_multiple(architecture: str, network: Dict[str, Any]) -> int:
     """Tile sides must be a multiple of this so every down-sampling level divides evenly."""
-    if architecture in ("unet", "dualpath"):
+    if architecture in ("unet", "dualpath", "slab_unet"):
         return 16
     if architecture == "dae":
         return 2 ** (len(network.get("features", (32, 64, 128))) - 1)

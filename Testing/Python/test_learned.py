@@ -241,3 +241,61 @@ def test_out_of_memory_retries_reach_the_engine_result(ct_volume):
     assert method.last_report.plans[-1].roi_size == (48, 48)
     again = denoise_volume(ct_volume, method, device="cpu")  # the smaller plan is remembered
     assert again.warnings == []
+
+
+def _slab_and_its_2d_model(seed=0, neighbours=2):
+    """A tiny 2D unet (random weights) and a slab_unet started from it."""
+    from LowLightDenoiseLib.networks import initialise_from
+
+    features = [4, 4, 4, 4, 4, 4]
+    flat = ModelSpec(name="tiny-2d", architecture="unet", spatial_dims=2, network={"features": features, "norm": None},
+                     input={"noise_map": True})
+    slab = ModelSpec(name="tiny-slab", architecture="slab_unet", spatial_dims=3,
+                     network={"features": features, "norm": None, "neighbours": neighbours}, input={"noise_map": True})
+    torch.manual_seed(seed)
+    net2d = flat.build_network()
+    net3d = slab.build_network()
+    assert "inflated" in initialise_from(net3d, net2d.state_dict())
+    return flat, net2d, slab, net3d
+
+
+def test_slab_unet_started_from_a_2d_unet_is_that_model_slice_by_slice_through_the_engine(ct_volume):
+    flat, net2d, slab, net3d = _slab_and_its_2d_model()
+    big = InferenceSettings(tile=256)  # one window: no blending differences between the two runs
+    two = denoise_volume(ct_volume, LearnedMethod(flat, net2d, settings=big), mode="2d", device="cpu")
+    three = denoise_volume(ct_volume, LearnedMethod(slab, net3d, settings=big), mode="3d", device="cpu")
+    assert three.mode == "3d"
+    np.testing.assert_allclose(three.volume.array, two.volume.array, atol=1e-2)  # HU; float32 rounding only
+    assert np.abs(two.volume.array - ct_volume.array).max() > 1.0  # the random network did change the image
+
+
+def test_slab_unet_sees_its_neighbours_mirrored_at_the_ends():
+    _, _, _, net3d = _slab_and_its_2d_model(neighbours=2)
+    with torch.no_grad():
+        for p in net3d.parameters():  # give the neighbour inputs weight (they start at zero)
+            if p.ndim == 4 and p.shape[1] == 2 * 5:
+                p.add_(0.5)
+    x = torch.rand(1, 2, 9, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        base = net3d(x)
+        changed = x.clone()
+        changed[:, :, 4] += 0.5
+        moved = (net3d(changed) - base).abs().amax(dim=(0, 1, 3, 4))
+        assert (moved[2:7] > 0).all() and (moved[:2] == 0).all() and (moved[7:] == 0).all()
+        end = x.clone()
+        end[:, :, 1] += 0.5  # slice 1 is slice 0's neighbour on both sides (mirror)
+        moved = (net3d(end) - base).abs().amax(dim=(0, 1, 3, 4))
+        assert (moved[:4] > 0).all() and (moved[4:] == 0).all()
+        thin = net3d(x[:, :, :2])  # too thin to mirror two neighbours: repeated instead
+        assert thin.shape == (1, 1, 2, 16, 16) and torch.isfinite(thin).all()
+
+
+def test_slab_unet_is_3d_only_and_refuses_2d_weights_of_another_shape():
+    from LowLightDenoiseLib.networks import build_network, initialise_from
+
+    with pytest.raises(ValueError, match="spatial_dims must be 3"):
+        build_network("slab_unet", 2, 2, features=[4] * 6)
+    slab = build_network("slab_unet", 3, 2, features=[4] * 6, norm=None)
+    other = build_network("unet", 2, 2, features=[8] * 6, norm=None)
+    with pytest.raises(ValueError, match="does not inflate"):
+        initialise_from(slab, other.state_dict())

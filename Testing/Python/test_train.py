@@ -304,3 +304,60 @@ def test_homogeneous_shift_is_zero_for_a_perfect_output_and_large_for_an_offset(
     shifted = homogeneous_shift(phantom3d, noisy, phantom3d + 0.02)
     assert shifted["median_shift_over_noise_std"] == pytest.approx(0.4, rel=0.05)
     assert shifted["share_below_0.1"] == 0.0
+
+
+def test_thick_slices_average_consecutive_thin_ones_and_bad_steps_are_refused(tiny_data):
+    from train.dataset import _context_region
+
+    folder, splits = tiny_data
+    scan = Scan.load("ct", folder)
+    depth = scan.array.shape[0]
+    step = depth // 2
+    assert step >= 2
+    config = PairConfig(spatial_dims=3, context=16, context_depth=2, slice_step=[step, step])
+    region = _context_region(scan, config, np.random.default_rng(0))
+    assert region.shape == (2, 16, 16)
+    norm = (np.asarray(scan.array, dtype=np.float32) - scan.low) / (scan.high - scan.low)
+    # the region is one of the crops of the block-averaged volume
+    thick = norm[:2 * step].reshape(2, step, *norm.shape[1:]).mean(axis=1)
+    found = any(np.allclose(region, thick[:, y:y + 16, x:x + 16], atol=1e-6)
+                for y in range(norm.shape[1] - 15) for x in range(norm.shape[2] - 15))
+    assert found
+    for bad in ([0, 2], [3, 2], [1.5, 2], [1]):
+        with pytest.raises(ValueError, match="slice_step"):
+            PairConfig(spatial_dims=3, slice_step=bad)
+    with pytest.raises(ValueError, match="3D configs only"):
+        PairConfig(spatial_dims=2, slice_step=[1, 2])
+
+
+def test_a_slab_model_trains_from_2d_weights_and_wrong_weights_are_refused(tiny_data, tmp_path):
+    from LowLightDenoiseLib.methods.learned import ModelSpec, save_weights
+
+    folder, splits = tiny_data
+    flat = ModelSpec(name="flat", architecture="unet", spatial_dims=2,
+                     network={"features": [4, 4, 8, 8, 8, 4], "norm": "batch"}, input={"noise_map": True})
+    torch.manual_seed(0)
+    flat_net = flat.build_network()
+    weights = save_weights(tmp_path / "flat.safetensors", flat_net, flat)
+
+    def slab_config(init: str, features=(4, 4, 8, 8, 8, 4)) -> TrainConfig:
+        raw = tiny_config("tiny-slab", 3, max_epochs=1).to_dict()
+        raw.update(architecture="slab_unet", init_weights=init,
+                   network={"features": list(features), "norm": "batch", "neighbours": 1})
+        raw["data"]["slice_step"] = [1, 2]
+        return TrainConfig.from_dict(raw)
+
+    lines = []
+    run = tmp_path / "slab"
+    train(slab_config(str(weights)), run, data_dir=folder, splits_file=splits, device="cpu", log=lines.append)
+    assert any("inflated" in line for line in lines)
+    trained = load_checkpoint(run / "checkpoint_last.pt")["model"]
+    first = "unet2d.net.conv_0.conv_0.conv.weight"
+    assert trained[first].shape[1] == 2 * 3
+    assert not torch.equal(trained[first][:, :2], flat_net.state_dict()["net.conv_0.conv_0.conv.weight"])
+    with pytest.raises(ValueError, match="do not fit"):
+        train(slab_config(str(weights), features=(8, 8, 8, 8, 8, 8)), tmp_path / "bad", data_dir=folder,
+              splits_file=splits, device="cpu", log=lambda s: None)
+    with pytest.raises(ValueError, match="does not exist"):
+        train(slab_config(str(tmp_path / "missing.safetensors")), tmp_path / "bad2", data_dir=folder,
+              splits_file=splits, device="cpu", log=lambda s: None)
