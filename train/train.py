@@ -56,12 +56,21 @@ class OptimConfig:
     plateau_patience: int = 5
     plateau_factor: float = 0.1
     grad_clip: float = 0.0  # clip the gradient's global norm to this (0: off); guards against rare huge losses
+    #: learning-rate multipliers by parameter-name prefix (the longest matching prefix wins, 1 for the
+    #: rest; 0 freezes), e.g. ``{"unet2d.net.": 0.1, "unet2d.net.conv_0.conv_0.": 1}`` to fine-tune a
+    #: slab_unet's body ten times slower than its slab input layer (batch-norm running statistics of a
+    #: frozen part still update: they are buffers, not parameters)
+    lr_groups: Dict[str, float] = dataclasses.field(default_factory=dict)
     num_workers: int = 0
     threads: int = 2
 
     @classmethod
     def from_dict(cls, d: Dict) -> "OptimConfig":
-        return from_config_dict(cls, d, "optim")
+        cfg = from_config_dict(cls, d, "optim")
+        bad = {k: v for k, v in cfg.lr_groups.items() if not isinstance(v, (int, float)) or v < 0}
+        if bad:
+            raise ValueError(f"optim.lr_groups multipliers must be numbers >= 0, not {bad}.")
+        return cfg
 
 
 @dataclasses.dataclass
@@ -151,6 +160,27 @@ def load_init_weights(model: nn.Module, config: TrainConfig) -> Optional[str]:
     except (RuntimeError, ValueError) as error:
         raise ValueError(f"init_weights {config.init_weights} do not fit {config.name}'s network: {error}") from error
     return f"initialised from {config.init_weights} ({how})"
+
+
+def parameter_groups(model: nn.Module, lr: float, lr_groups: Dict[str, float]) -> List[Dict[str, Any]]:
+    """Adam parameter groups from ``optim.lr_groups``; parameters with multiplier 0 are frozen.
+
+    A prefix that matches no parameter is refused (a typo would otherwise train everything)."""
+    named = list(model.named_parameters())
+    unused = [p for p in lr_groups if not any(n.startswith(p) for n, _ in named)]
+    if unused:
+        raise ValueError(f"optim.lr_groups prefix(es) {unused} match no parameter of the network.")
+    groups: Dict[float, List[nn.Parameter]] = {}
+    for name, param in named:
+        matches = [p for p in lr_groups if name.startswith(p)]
+        scale = float(lr_groups[max(matches, key=len)]) if matches else 1.0
+        if scale == 0.0:
+            param.requires_grad_(False)
+            continue
+        groups.setdefault(scale, []).append(param)
+    if not groups:
+        raise ValueError("optim.lr_groups freezes every parameter; nothing would train.")
+    return [{"params": params, "lr": lr * scale} for scale, params in sorted(groups.items())]
 
 
 def seed_everything(seed: int) -> None:
@@ -306,7 +336,7 @@ def train(config: TrainConfig, run_dir: Optional[Path] = None, resume: bool = Fa
     model = model.to(dist.device)
     net = nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None) \
         if dist.world > 1 else model
-    optimizer = torch.optim.Adam(net.parameters(), lr=opt_cfg.lr)
+    optimizer = torch.optim.Adam(parameter_groups(model, opt_cfg.lr, opt_cfg.lr_groups), lr=opt_cfg.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=opt_cfg.plateau_factor,
                                                            patience=opt_cfg.plateau_patience)
     loss_fn = DenoiseLoss(config.loss, config.spatial_dims).to(dist.device)
@@ -358,7 +388,8 @@ def train(config: TrainConfig, run_dir: Optional[Path] = None, resume: bool = Fa
             terms = loss_fn(net(x), y, x[:, :1])
             terms["total"].backward()
             if opt_cfg.grad_clip > 0:  # the norm before clipping is logged: spikes show what was cut
-                norm = float(nn.utils.clip_grad_norm_(net.parameters(), opt_cfg.grad_clip))
+                norm = float(nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad],
+                                                      opt_cfg.grad_clip))
                 sums["grad_norm_max"] = max(sums.get("grad_norm_max", 0.0), norm)
                 clipped += int(norm > opt_cfg.grad_clip)
             optimizer.step()
@@ -379,7 +410,7 @@ def train(config: TrainConfig, run_dir: Optional[Path] = None, resume: bool = Fa
                    **{f"train_{k}": v / max(steps, 1) for k, v in sums.items() if k not in ("total", "grad_norm_max")},
                    **({"grad_norm_max": sums.get("grad_norm_max", 0.0), "clipped_steps": clipped}
                       if opt_cfg.grad_clip > 0 else {}),
-                   **metrics, "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": time.perf_counter() - t0,
+                   **metrics, "lr": max(g["lr"] for g in optimizer.param_groups), "epoch_seconds": time.perf_counter() - t0,
                    "elapsed_minutes": elapsed / 60}
             history.add(row)
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),

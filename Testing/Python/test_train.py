@@ -361,3 +361,31 @@ def test_a_slab_model_trains_from_2d_weights_and_wrong_weights_are_refused(tiny_
     with pytest.raises(ValueError, match="does not exist"):
         train(slab_config(str(tmp_path / "missing.safetensors")), tmp_path / "bad2", data_dir=folder,
               splits_file=splits, device="cpu", log=lambda s: None)
+
+
+def test_lr_groups_freeze_and_slow_parameters_by_prefix(tiny_data, tmp_path):
+    from train.train import parameter_groups
+
+    folder, splits = tiny_data
+    first = "net.conv_0.conv_0."
+    raw = tiny_config("tiny-groups", max_epochs=1, lr_groups={"net.": 0.0, first: 1.0}).to_dict()
+    raw["network"]["norm"] = None  # (batch-norm running statistics would still move: they are not parameters)
+    config = TrainConfig.from_dict(raw)
+    torch.manual_seed(0)
+    start = config.build_network().state_dict()
+    run = tmp_path / "groups"
+    raw["init_weights"] = str(tmp_path / "start.pt")
+    torch.save({"model": start}, raw["init_weights"])
+    train(TrainConfig.from_dict(raw), run, data_dir=folder, splits_file=splits, device="cpu", log=lambda s: None)
+    trained = load_checkpoint(run / "checkpoint_last.pt")["model"]
+    moved = {k for k in start if not torch.equal(start[k], trained[k])}
+    assert moved and all(k.startswith(first) for k in moved)
+    # the longest prefix wins; multipliers scale the base rate; typos and freezing everything are refused
+    groups = parameter_groups(config.build_network(), 1e-3, {"net.": 0.1, first: 1.0})
+    assert sorted(g["lr"] for g in groups) == [pytest.approx(1e-4), pytest.approx(1e-3)]
+    with pytest.raises(ValueError, match="match no parameter"):
+        parameter_groups(config.build_network(), 1e-3, {"unet2d.": 0.0})
+    with pytest.raises(ValueError, match="nothing would train"):
+        parameter_groups(config.build_network(), 1e-3, {"net.": 0.0})
+    with pytest.raises(ValueError, match="lr_groups"):
+        tiny_config(lr_groups={"net.": -1})
