@@ -72,8 +72,14 @@ class PairConfig:
     #: uniformly from ``[low, high]`` (limited by the volume's depth), so thin isotropic training
     #: volumes also look like the 2.5-7 mm slices of clinical CT and MR
     slice_step: Optional[List[int]] = None
+    #: 3D only: the share of regions whose slices are taken from random, unrelated places of the volume
+    #: (in random order), so a model that uses neighbouring slices also learns to ignore them when
+    #: they do not match (very thick slices, motion, unrelated frames)
+    slice_shuffle: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= float(self.slice_shuffle) <= 1.0 or (self.slice_shuffle and self.spatial_dims != 3):
+            raise ValueError(f"data.slice_shuffle is a share in [0, 1] for 3D configs, not {self.slice_shuffle!r}.")
         if self.slice_step is not None:
             step = list(self.slice_step)
             if self.spatial_dims != 3:
@@ -253,6 +259,11 @@ def _context_region(scan: Scan, config: PairConfig, rng: np.random.Generator) ->
         region = np.asarray(a[z, y0:y0 + ctx, x0:x0 + ctx], dtype=np.float32)
     else:
         cd = config.context_depth
+        if config.slice_shuffle and rng.uniform() < config.slice_shuffle and a.shape[0] >= cd:
+            z = rng.choice(a.shape[0], size=cd, replace=False)  # unrelated slices, random order
+            y0, x0 = _crop_start(rng, a.shape[1], ctx), _crop_start(rng, a.shape[2], ctx)
+            region = np.stack([np.asarray(a[int(i), y0:y0 + ctx, x0:x0 + ctx], dtype=np.float32) for i in z])
+            return (region - scan.low) / max(scan.high - scan.low, 1e-12)
         step = 1
         if config.slice_step:
             step = int(rng.integers(config.slice_step[0], config.slice_step[1] + 1))

@@ -61,12 +61,18 @@ class OptimConfig:
     #: slab_unet's body ten times slower than its slab input layer (batch-norm running statistics of a
     #: frozen part still update: they are buffers, not parameters)
     lr_groups: Dict[str, float] = dataclasses.field(default_factory=dict)
+    #: which weights the run delivers as ``checkpoint_best.pt`` (what evaluate and export read): the
+    #: lowest validation loss (``"best_val"``), or the last epoch's (``"last"``: for a fixed budget when
+    #: the validation split cannot judge the model, e.g. its only volume is unlike the use case)
+    keep: str = "best_val"
     num_workers: int = 0
     threads: int = 2
 
     @classmethod
     def from_dict(cls, d: Dict) -> "OptimConfig":
         cfg = from_config_dict(cls, d, "optim")
+        if cfg.keep not in ("best_val", "last"):
+            raise ValueError(f"optim.keep must be best_val or last, not {cfg.keep!r}.")
         bad = {k: v for k, v in cfg.lr_groups.items() if not isinstance(v, (int, float)) or v < 0}
         if bad:
             raise ValueError(f"optim.lr_groups multipliers must be numbers >= 0, not {bad}.")
@@ -418,7 +424,7 @@ def train(config: TrainConfig, run_dir: Optional[Path] = None, resume: bool = Fa
                      "elapsed": elapsed, "history": history.rows, "torch_rng": torch.get_rng_state(),
                      "config": json.dumps(config.to_dict())}
             save_checkpoint(last, state)
-            if improved:
+            if improved or opt_cfg.keep == "last":
                 save_checkpoint(run_dir / "checkpoint_best.pt", {"model": model.state_dict(), "epoch": epoch,
                                                                  "best": best, "config": json.dumps(config.to_dict())})
             log(f"epoch {epoch:3d} train {row['train_loss']:.5f} val {val_loss:.5f} "

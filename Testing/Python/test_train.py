@@ -389,3 +389,41 @@ def test_lr_groups_freeze_and_slow_parameters_by_prefix(tiny_data, tmp_path):
         parameter_groups(config.build_network(), 1e-3, {"net.": 0.0})
     with pytest.raises(ValueError, match="lr_groups"):
         tiny_config(lr_groups={"net.": -1})
+
+
+def test_shuffled_regions_hold_unrelated_whole_slices_and_bad_shares_are_refused(tiny_data):
+    from train.dataset import _context_region
+
+    folder, splits = tiny_data
+    scan = Scan.load("ct", folder)
+    norm = (np.asarray(scan.array, dtype=np.float32) - scan.low) / (scan.high - scan.low)
+    config = PairConfig(spatial_dims=3, context=max(norm.shape[1:]), context_depth=3, slice_shuffle=1.0)
+    seen = set()
+    for seed in range(6):
+        region = _context_region(scan, config, np.random.default_rng(seed))
+        assert region.shape == (3,) + norm.shape[1:]  # the context covers whole slices
+        rows = []
+        for s in region:  # every region slice is one slice of the volume, none repeated
+            match = [z for z in range(norm.shape[0]) if np.allclose(s, norm[z], atol=1e-6)]
+            assert len(match) == 1
+            rows.append(match[0])
+        assert len(set(rows)) == 3
+        seen.add(tuple(rows))
+    assert len(seen) > 1 and any(list(r) != sorted(r) or np.diff(r).max() > 1 for r in seen)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="slice_shuffle"):
+            PairConfig(spatial_dims=3, slice_shuffle=bad)
+    with pytest.raises(ValueError, match="slice_shuffle"):
+        PairConfig(spatial_dims=2, slice_shuffle=0.5)
+
+
+def test_keep_last_delivers_the_last_epoch_whatever_the_validation_says(tiny_data, tmp_path):
+    folder, splits = tiny_data
+    run = tmp_path / "last"
+    train(tiny_config("tiny-last", max_epochs=3, keep="last"), run, data_dir=folder, splits_file=splits, device="cpu",
+          log=lambda s: None)
+    best, last = load_checkpoint(run / "checkpoint_best.pt"), load_checkpoint(run / "checkpoint_last.pt")
+    assert best["epoch"] == last["epoch"] == 2
+    assert all(torch.equal(best["model"][k], last["model"][k]) for k in last["model"])
+    with pytest.raises(ValueError, match="optim.keep"):
+        tiny_config(keep="newest")
