@@ -28,7 +28,7 @@ import math
 import os
 import sys
 import time
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from monai.inferers import sliding_window_inference
@@ -41,6 +41,8 @@ GiB = 1024 ** 3
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 #: builds the predictor that runs windows on a device (``"cpu"``, ``"cuda"``, ``"cuda:1"``)
 PredictorFactory = Callable[[str], Predictor]
+#: what tile sides must be a multiple of: one number for every axis, or one per spatial axis
+Multiple = Union[int, Sequence[int]]
 
 
 @dataclasses.dataclass
@@ -199,25 +201,36 @@ def _round_up(v: int, multiple: int) -> int:
     return int(math.ceil(v / multiple) * multiple)
 
 
-def plan_tiles(spatial_shape: Sequence[int], n_images: int, voxel_bytes: float, budget: int,
-               settings: Optional[InferenceSettings] = None, multiple: int = 1) -> TilePlan:
-    """Largest near-cubic tile (a multiple of ``multiple``) and window batch that fit in ``budget`` bytes.
+def axis_multiples(multiple: Multiple, dims: int) -> List[int]:
+    """``multiple`` as one positive number per spatial axis."""
+    if isinstance(multiple, (int, float)):
+        return [max(1, int(multiple))] * dims
+    values = [max(1, int(m)) for m in multiple]
+    if len(values) != dims:
+        raise ValueError(f"{len(values)} size multiples given for {dims} spatial axes.")
+    return values
 
-    A tile never exceeds the image (rounded up to ``multiple``); small images get one window each
+
+def plan_tiles(spatial_shape: Sequence[int], n_images: int, voxel_bytes: float, budget: int,
+               settings: Optional[InferenceSettings] = None, multiple: Multiple = 1) -> TilePlan:
+    """Largest near-cubic tile (sides multiples of ``multiple``, per axis if a sequence) and window
+    batch that fit in ``budget`` bytes.
+
+    A tile never exceeds the image (rounded up to the multiple); small images get one window each
     and several images (slices) share a network call.
     """
     settings = settings or InferenceSettings()
     dims = len(spatial_shape)
-    multiple = max(1, int(multiple))
-    full = [_round_up(int(s), multiple) for s in spatial_shape]
+    mults = axis_multiples(multiple, dims)
+    full = [_round_up(int(s), m) for s, m in zip(spatial_shape, mults)]
     max_voxels = max(1.0, budget / max(voxel_bytes, 1e-9))
     if settings.tile is not None:
-        edge = _round_up(int(settings.tile), multiple)
+        edges = [_round_up(int(settings.tile), m) for m in mults]
     else:
         edge = int(max_voxels ** (1.0 / dims))
-        edge = min(edge, settings.max_tile)
-        edge = _round_down(max(edge, settings.min_tile), multiple)
-    roi = _fit_roi(full, edge, max_voxels, multiple, settings)
+        edge = max(min(edge, settings.max_tile), settings.min_tile)
+        edges = [_round_down(edge, m) for m in mults]
+    roi = _fit_roi(full, edges, max_voxels, mults, settings)
     n_windows = n_images * windows_per_image(spatial_shape, roi, settings.overlap)
     if settings.sw_batch_size is not None:
         sw = int(settings.sw_batch_size)
@@ -227,10 +240,10 @@ def plan_tiles(spatial_shape: Sequence[int], n_images: int, voxel_bytes: float, 
     return TilePlan(tuple(roi), sw)
 
 
-def _fit_roi(full: List[int], edge: int, max_voxels: float, multiple: int,
+def _fit_roi(full: List[int], edges: List[int], max_voxels: float, mults: List[int],
              settings: InferenceSettings) -> List[int]:
-    """Clip the cube of side ``edge`` to the image and grow the other sides into what the image leaves."""
-    roi = [min(edge, f) for f in full]
+    """Clip the cube of sides ``edges`` to the image and grow the other sides into what the image leaves."""
+    roi = [min(e, f) for e, f in zip(edges, full)]
     if settings.tile is not None:
         return roi
     for _ in range(len(roi)):  # a thin image (few slices) lets the in-plane sides grow
@@ -240,7 +253,7 @@ def _fit_roi(full: List[int], edge: int, max_voxels: float, multiple: int,
             break
         grow = spare ** (1.0 / len(open_axes))
         for i in open_axes:
-            roi[i] = min(full[i], settings.max_tile, _round_down(int(roi[i] * grow), multiple))
+            roi[i] = min(full[i], settings.max_tile, _round_down(int(roi[i] * grow), mults[i]))
     return roi
 
 
@@ -261,15 +274,17 @@ def windows_per_image(spatial_shape: Sequence[int], roi_size: Sequence[int], ove
     return count
 
 
-def shrink(plan: TilePlan, settings: Optional[InferenceSettings] = None, multiple: int = 1) -> Optional[TilePlan]:
+def shrink(plan: TilePlan, settings: Optional[InferenceSettings] = None,
+           multiple: Multiple = 1) -> Optional[TilePlan]:
     """The next smaller plan after an out-of-memory error: half the window batch, else half the tile."""
     settings = settings or InferenceSettings()
     if plan.sw_batch_size > 1:
         return TilePlan(plan.roi_size, plan.sw_batch_size // 2)
-    floor = max(int(multiple), int(settings.min_tile))
-    if max(plan.roi_size) <= floor:
+    mults = axis_multiples(multiple, len(plan.roi_size))
+    floors = [max(m, int(settings.min_tile)) for m in mults]
+    if all(r <= f for r, f in zip(plan.roi_size, floors)):
         return None
-    roi = tuple(r if r <= floor else max(floor, _round_down(r // 2, multiple)) for r in plan.roi_size)
+    roi = tuple(r if r <= f else max(f, _round_down(r // 2, m)) for r, f, m in zip(plan.roi_size, floors, mults))
     return TilePlan(roi, 1)
 
 
@@ -324,7 +339,7 @@ def run_windows(x: torch.Tensor, predictor: Predictor, plan: TilePlan, control: 
 
 def infer(x: torch.Tensor, predictor_factory: PredictorFactory, device: str, *, voxel_bytes: float,
           control: Optional[RunControl] = None, settings: Optional[InferenceSettings] = None,
-          multiple: int = 1, plan: Optional[TilePlan] = None) -> Tuple[torch.Tensor, InferenceReport]:
+          multiple: Multiple = 1, plan: Optional[TilePlan] = None) -> Tuple[torch.Tensor, InferenceReport]:
     """Run windows of ``x`` (N, C, *spatial, CPU) through the predictor on ``device``, surviving out-of-memory.
 
     ``predictor_factory(device)`` returns the function applied to each window batch; the stitched

@@ -129,9 +129,11 @@ def finish_output(y: np.ndarray, x: np.ndarray, noise: NoiseProfile,
     return np.asarray(y, dtype=np.float32)
 
 
-def _size_multiple(architecture: str, network: Dict[str, Any]) -> int:
-    """Tile sides must be a multiple of this so every down-sampling level divides evenly."""
-    if architecture in ("unet", "dualpath", "slab_unet"):
+def _size_multiple(architecture: str, network: Dict[str, Any]) -> Union[int, Tuple[int, ...]]:
+    """Tile sides must be a multiple of this (per axis for a tuple) so every down-sampling level divides evenly."""
+    if architecture == "slab_unet":
+        return (1, 16, 16)  # any number of slices: only the in-plane sides are down-sampled
+    if architecture in ("unet", "dualpath"):
         return 16
     if architecture == "dae":
         return 2 ** (len(network.get("features", (32, 64, 128))) - 1)
@@ -165,7 +167,7 @@ class ModelSpec:
         return input_channels(self.input)
 
     @property
-    def size_multiple(self) -> int:
+    def size_multiple(self) -> Union[int, Tuple[int, ...]]:
         return _size_multiple(self.architecture, self.network)
 
     @classmethod

@@ -196,3 +196,15 @@ def test_cancel_stops_within_the_next_window_batch(ct_block):
     with pytest.raises(CancelledError):
         infer(x, factory, "cpu", voxel_bytes=1.0, control=RunControl(cancel=token), plan=TilePlan((48, 48), 2))
     assert len(calls) == 2
+
+
+def test_per_axis_multiples_let_a_slab_model_take_any_number_of_slices():
+    budget = 10 * GiB
+    plan = plan_tiles((20, 250, 250), 1, 100.0, budget, multiple=(1, 16, 16))
+    assert plan.roi_size == (20, 256, 256)  # the slices as they are; in-plane sides rounded to 16
+    assert plan_tiles((20, 250, 250), 1, 100.0, budget, multiple=16).roi_size == (32, 256, 256)
+    smaller = shrink(TilePlan((20, 256, 256), 1), InferenceSettings(min_tile=16), multiple=(1, 16, 16))
+    assert smaller.roi_size == (16, 128, 128)
+    assert shrink(TilePlan((16, 16, 16), 1), InferenceSettings(min_tile=16), multiple=(1, 16, 16)) is None
+    with pytest.raises(ValueError, match="size multiples"):
+        plan_tiles((20, 250, 250), 1, 100.0, budget, multiple=(1, 16))
