@@ -76,16 +76,23 @@ class PairConfig:
     #: (in random order), so a model that uses neighbouring slices also learns to ignore them when
     #: they do not match (very thick slices, motion, unrelated frames)
     slice_shuffle: float = 0.0
+    #: 3D only, coarse pixels: each region averages ``s x s`` pixel blocks in-plane, ``s`` drawn uniformly
+    #: from ``[low, high]`` (limited by the volume's size), so slices also differ as much, relative to the
+    #: in-plane detail, as in low-resolution clinical volumes
+    inplane_step: Optional[List[int]] = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.slice_shuffle) <= 1.0 or (self.slice_shuffle and self.spatial_dims != 3):
             raise ValueError(f"data.slice_shuffle is a share in [0, 1] for 3D configs, not {self.slice_shuffle!r}.")
-        if self.slice_step is not None:
-            step = list(self.slice_step)
+        for key in ("slice_step", "inplane_step"):
+            step = getattr(self, key)
+            if step is None:
+                continue
             if self.spatial_dims != 3:
-                raise ValueError("data.slice_step applies to 3D configs only.")
+                raise ValueError(f"data.{key} applies to 3D configs only.")
+            step = list(step)
             if len(step) != 2 or not all(isinstance(v, int) for v in step) or not 1 <= step[0] <= step[1]:
-                raise ValueError(f"data.slice_step must be [low, high] with integers 1 <= low <= high, not {step!r}.")
+                raise ValueError(f"data.{key} must be [low, high] with integers 1 <= low <= high, not {step!r}.")
         unknown = sorted(set(self.lowlight or {}) - set(LOWLIGHT_RANGES))
         if unknown:
             raise ValueError(f"Unknown data.lowlight range(s) {unknown}; known: {sorted(LOWLIGHT_RANGES)}.")
@@ -259,11 +266,16 @@ def _context_region(scan: Scan, config: PairConfig, rng: np.random.Generator) ->
         region = np.asarray(a[z, y0:y0 + ctx, x0:x0 + ctx], dtype=np.float32)
     else:
         cd = config.context_depth
+        pix = 1
+        if config.inplane_step:
+            pix = int(rng.integers(config.inplane_step[0], config.inplane_step[1] + 1))
+            pix = max(1, min(pix, a.shape[1] // ctx, a.shape[2] // ctx))
+        ctx = ctx * pix
         if config.slice_shuffle and rng.uniform() < config.slice_shuffle and a.shape[0] >= cd:
             z = rng.choice(a.shape[0], size=cd, replace=False)  # unrelated slices, random order
             y0, x0 = _crop_start(rng, a.shape[1], ctx), _crop_start(rng, a.shape[2], ctx)
             region = np.stack([np.asarray(a[int(i), y0:y0 + ctx, x0:x0 + ctx], dtype=np.float32) for i in z])
-            return (region - scan.low) / max(scan.high - scan.low, 1e-12)
+            return (_pixel_blocks(region, pix) - scan.low) / max(scan.high - scan.low, 1e-12)
         step = 1
         if config.slice_step:
             step = int(rng.integers(config.slice_step[0], config.slice_step[1] + 1))
@@ -273,7 +285,17 @@ def _context_region(scan: Scan, config: PairConfig, rng: np.random.Generator) ->
         region = np.asarray(a[z0:z0 + cd * step, y0:y0 + ctx, x0:x0 + ctx], dtype=np.float32)
         if step > 1:  # thick slices: the mean of ``step`` thin ones (before any noise)
             region = region.reshape((-1, step) + region.shape[1:]).mean(axis=1)
+        region = _pixel_blocks(region, pix)
     return (region - scan.low) / max(scan.high - scan.low, 1e-12)
+
+
+def _pixel_blocks(region: np.ndarray, pix: int) -> np.ndarray:
+    """Mean of ``pix x pix`` in-plane blocks of a ``(z, y, x)`` region (coarser pixels, before any noise)."""
+    if pix <= 1:
+        return region
+    z, h, w = region.shape
+    h, w = h - h % pix, w - w % pix
+    return region[:, :h, :w].reshape(z, h // pix, pix, w // pix, pix).mean(axis=(2, 4))
 
 
 @dataclasses.dataclass

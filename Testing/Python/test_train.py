@@ -427,3 +427,21 @@ def test_keep_last_delivers_the_last_epoch_whatever_the_validation_says(tiny_dat
     assert all(torch.equal(best["model"][k], last["model"][k]) for k in last["model"])
     with pytest.raises(ValueError, match="optim.keep"):
         tiny_config(keep="newest")
+
+
+def test_coarse_pixels_average_in_plane_blocks(tiny_data):
+    from train.dataset import _context_region
+
+    folder, splits = tiny_data
+    scan = Scan.load("ct", folder)
+    norm = (np.asarray(scan.array, dtype=np.float32) - scan.low) / (scan.high - scan.low)
+    depth, side = norm.shape[0], norm.shape[1] // 2
+    assert norm.shape[1] == norm.shape[2] == 2 * side  # the square CT crop: a 2x coarser region is all of it
+    config = PairConfig(spatial_dims=3, context=side, context_depth=depth, inplane_step=[2, 2])
+    region = _context_region(scan, config, np.random.default_rng(0))
+    coarse = norm.reshape(depth, side, 2, side, 2).mean(axis=(2, 4))
+    np.testing.assert_allclose(region, coarse, atol=1e-6)
+    with pytest.raises(ValueError, match="inplane_step"):
+        PairConfig(spatial_dims=3, inplane_step=[0, 2])
+    with pytest.raises(ValueError, match="3D configs only"):
+        PairConfig(spatial_dims=2, inplane_step=[1, 2])
