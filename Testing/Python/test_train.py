@@ -445,3 +445,16 @@ def test_coarse_pixels_average_in_plane_blocks(tiny_data):
         PairConfig(spatial_dims=3, inplane_step=[0, 2])
     with pytest.raises(ValueError, match="3D configs only"):
         PairConfig(spatial_dims=2, inplane_step=[1, 2])
+
+
+def test_probe_thick_crop_averages_slices_and_refuses_too_thin_volumes(tiny_data):
+    from train.probe_volumes import thick_crop
+
+    folder, _ = tiny_data
+    a = np.load(folder / "ct.npy")
+    crop = thick_crop("ct", 2, slices=3, side=32, data_dir=folder)
+    z0, y0, x0 = (a.shape[0] - 6) // 2, (a.shape[1] - 32) // 2, (a.shape[2] - 32) // 2
+    expected = a[z0:z0 + 6, y0:y0 + 32, x0:x0 + 32].reshape(3, 2, 32, 32).mean(axis=1)
+    np.testing.assert_allclose(crop.array, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="too few"):
+        thick_crop("ct", a.shape[0] + 1, data_dir=folder)
