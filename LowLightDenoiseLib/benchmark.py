@@ -812,7 +812,7 @@ class Benchmark:
                    "degradations": [dataclasses.asdict(d) for d in degradations(self.config)],
                    "by_method_level": summarise(native, ("data", "method", "category", "mode", "degradation")),
                    "by_modality": summarise(low_light, ("modality", "method", "category", "mode")),
-                   "by_resolution": summarise(middle, ("resolution", "method", "category", "mode")),
+                   "by_resolution": summarise(middle, ("data", "resolution", "method", "category", "mode")),
                    "architectures": self.architecture_rows(), "speed_targets": self.targets(),
                    "notes": self.notes}
         self.summary = summary
@@ -1253,9 +1253,12 @@ def render_report(bench: Benchmark) -> str:
               markdown_table(header, body), ""]
     header, body = _pivot(q["by_modality"], ("method", "category", "mode"), "modality", "ssim", 4)
     lines += ["## SSIM per modality", "", markdown_table(header, body), ""]
-    header, body = _pivot(q["by_resolution"], ("method", "category", "mode"), "resolution", "psnr", 2)
     lines += [f"## PSNR (dB) per image resolution (peak {sorted(cfg.levels)[len(cfg.levels) // 2]:g}, mean over "
-              "the scans evaluated at that size)", "", markdown_table(header, body), ""]
+              "the scans evaluated at that size; volumes and 2D images apart, as above)", ""]
+    for data in dict.fromkeys(r["data"] for r in q["by_resolution"]):
+        header, body = _pivot([r for r in q["by_resolution"] if r["data"] == data], ("method", "category", "mode"),
+                              "resolution", "psnr", 2)
+        lines += [f"### {data}", "", markdown_table(header, body), ""]
     arch = q["architectures"]
     lines += ["## Per architecture (learned models)", ""]
     if arch:

@@ -79,6 +79,13 @@ def test_resized_variants_feed_only_the_resolution_table(quick_report):
     noisy = [(r["data"], r["n"]) for r in summary["by_method_level"] if r["method"] == "noisy input"]
     assert noisy == [("volumes", 1), ("2D images", 1)], "main tables: native scans only, volumes apart from 2D"
     assert {r["resolution"] for r in summary["by_resolution"]} == {r["resolution"] for r in rows}
+    # a 3D-only method must not top a column averaged over other scans: resolutions are summarised per data kind
+    assert {(r["data"], r["resolution"]) for r in summary["by_resolution"] if r["method"] == "noisy input"} == {
+        ("volumes", "96 x 96 crop"), ("volumes", "48 px whole, resized"), ("2D images", "128 x 128 crop"),
+        ("2D images", "48 px whole, resized")}
+    text = (quick_report / "report.md").read_text()
+    section = text.split("## PSNR (dB) per image resolution")[1].split("## Per architecture")[0]
+    assert "### volumes" in section and "### 2D images" in section
 
 
 def test_gaussian_filter_beats_the_noisy_input_on_real_crops(quick_report):
