@@ -336,9 +336,10 @@ def train(config: TrainConfig, run_dir: Optional[Path] = None, resume: bool = Fa
         torch.set_num_threads(max(1, int(opt_cfg.threads)))
     seed_everything(config.seed + dist.rank)
 
+    last = run_dir / "checkpoint_last.pt"
+    resuming = resume and last.is_file()
     model = config.build_network()
-    initialised = load_init_weights(model, config) if not (resume and (run_dir / "checkpoint_last.pt").is_file()) \
-        else None
+    initialised = None if resuming else load_init_weights(model, config)  # a resumed run has its own weights
     model = model.to(dist.device)
     net = nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None) \
         if dist.world > 1 else model
@@ -360,8 +361,7 @@ def train(config: TrainConfig, run_dir: Optional[Path] = None, resume: bool = Fa
     val_loader = DataLoader(val_set, batch_size=opt_cfg.batch_size, num_workers=0)
 
     start_epoch, best, bad_epochs, elapsed, rows = 0, math.inf, 0, 0.0, []
-    last = run_dir / "checkpoint_last.pt"
-    if resume and last.is_file():
+    if resuming:
         state = load_checkpoint(last)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
