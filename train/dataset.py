@@ -283,10 +283,14 @@ def _context_region(scan: Scan, config: PairConfig, rng: np.random.Generator) ->
         z0 = _crop_start(rng, a.shape[0], cd * step)
         y0, x0 = _crop_start(rng, a.shape[1], ctx), _crop_start(rng, a.shape[2], ctx)
         region = np.asarray(a[z0:z0 + cd * step, y0:y0 + ctx, x0:x0 + ctx], dtype=np.float32)
-        if step > 1:  # thick slices: the mean of ``step`` thin ones (before any noise)
-            region = region.reshape((-1, step) + region.shape[1:]).mean(axis=1)
-        region = _pixel_blocks(region, pix)
+        region = _pixel_blocks(thick_slices(region, step), pix)
     return (region - scan.low) / max(scan.high - scan.low, 1e-12)
+
+
+def thick_slices(region: np.ndarray, step: int) -> np.ndarray:
+    """Each ``step`` consecutive slices of a ``(z, y, x)`` region averaged into one thick slice (before any noise);
+    ``z`` must be a multiple of ``step``."""
+    return region if step <= 1 else region.reshape((-1, step) + region.shape[1:]).mean(axis=1)
 
 
 def _pixel_blocks(region: np.ndarray, pix: int) -> np.ndarray:

@@ -29,7 +29,7 @@ from LowLightDenoiseLib.methods import get_method  # noqa: E402
 from LowLightDenoiseLib.metrics import psnr  # noqa: E402
 from LowLightDenoiseLib.pipeline import denoise_volume  # noqa: E402
 from LowLightDenoiseLib.volume import Volume  # noqa: E402
-from train.dataset import DATA_DIR  # noqa: E402
+from train.dataset import DATA_DIR, thick_slices  # noqa: E402
 from train.evaluate import method_from_run  # noqa: E402
 
 
@@ -40,8 +40,7 @@ def thick_crop(scan_id: str, step: int, slices: int = 16, side: int = 160, data_
     if n < 1:
         raise ValueError(f"{scan_id} has {a.shape[0]} slices: too few for steps of {step}.")
     z0 = (a.shape[0] - n * step) // 2
-    thin = np.asarray(a[z0:z0 + n * step], dtype=np.float32)
-    thick = thin.reshape((n, step) + thin.shape[1:]).mean(axis=1)
+    thick = thick_slices(np.asarray(a[z0:z0 + n * step], dtype=np.float32), step)
     y0, x0 = max(0, (thick.shape[1] - side) // 2), max(0, (thick.shape[2] - side) // 2)
     return Volume(np.ascontiguousarray(thick[:, y0:y0 + side, x0:x0 + side]))
 
