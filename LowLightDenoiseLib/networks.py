@@ -18,7 +18,7 @@ carry a noise-level map) and return one channel: the restored image in the same 
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
 from monai.networks.blocks import Convolution
@@ -140,14 +140,30 @@ class SlabUNet(nn.Module):
         return [0] + [s * k for k in range(1, self.neighbours + 1) for s in (-1, 1)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, d, h, w = x.shape
-        k = self.neighbours
-        mode = "reflect" if d > k else "replicate"
-        padded = nn.functional.pad(x, (0, 0, 0, 0, k, k), mode=mode)
-        slab = torch.cat([padded[:, :, k + o:k + o + d] for o in self.offsets()], dim=1)  # (B, C', D, H, W)
-        slices = slab.transpose(1, 2).reshape(b * d, slab.shape[1], h, w)
-        y = self.unet2d(slices)  # (B * D, 1, H, W)
+        b, _, d, h, w = x.shape
+        y = self.unet2d(self.slab_batch(x))  # (B * D, 1, H, W)
         return y.reshape(b, d, 1, h, w).transpose(1, 2)
+
+    def slab_batch(self, x: torch.Tensor, start: int = 0, stop: Optional[int] = None) -> torch.Tensor:
+        """What :meth:`forward` gives its 2D U-Net for slices ``start:stop`` of ``x`` ``(B, C, D, H, W)``:
+        a ``(B * n, C', H, W)`` batch of slabs whose neighbours come from the whole volume, so a volume
+        can be run a few slices at a time (and tiled in-plane like a 2D model) with the same result."""
+        b, c, d, h, w = x.shape
+        stop = d if stop is None else int(stop)
+        if not 0 <= start < stop <= d:
+            raise ValueError(f"Slices {start}:{stop} are not within a volume of {d} slices.")
+        index = torch.arange(start, stop)
+        planes = []
+        for offset in self.offsets():
+            j = index + offset
+            if d > self.neighbours:  # mirrored about the end slices
+                j = torch.where(j < 0, -j, j)
+                j = torch.where(j >= d, 2 * (d - 1) - j, j)
+            else:  # too thin to mirror: the end slices repeated
+                j = j.clamp(0, d - 1)
+            planes.append(x[:, :, j])
+        slab = torch.cat(planes, dim=1)  # (B, C', n, H, W)
+        return slab.transpose(1, 2).reshape(b * (stop - start), slab.shape[1], h, w)
 
     def inflate_2d_state(self, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """A 2D ``unet`` state dict (same features, ``slice_channels`` inputs) as this network's state:

@@ -36,6 +36,8 @@ from .base import Method, MethodContext
 INPUT_DEFAULTS: Dict[str, Any] = {"noise_map": False, "vst": False, "vst_inverse": "unbiased"}
 VST_INVERSES = ("unbiased", "algebraic")
 CATEGORIES = ("denoise", "enhance")
+#: a 2.5D model runs a volume this many slices at a time (their slabs held in memory at once)
+SLAB_SLICES_PER_PASS = 16
 
 
 def validate_input_config(input_config: Optional[Dict[str, Any]]) -> Dict[str, Any]:
@@ -249,7 +251,7 @@ class LearnedMethod(Method):
         #: sentences worth showing the user (out-of-memory retries, CPU fallback), appended by every run;
         #: the engine copies a run's new ones into ``DenoiseResult.warnings``
         self.warnings: List[str] = []
-        self._elements: Optional[float] = None
+        self._elements: Dict[int, float] = {}  # activation elements per voxel, by network (id)
         self._memo: Dict[Tuple[str, Tuple[int, ...]], Tuple[str, Any]] = {}
 
     @classmethod
@@ -268,6 +270,36 @@ class LearnedMethod(Method):
         return cls(spec, network, device=device, settings=settings,
                    weights_path=weights if isinstance(weights, (str, Path)) else None)
 
+    def _run(self, x: Any, network: Any, dims: int, multiple: Any, requested: str, control: Any,
+             continued: bool = False) -> Any:
+        """``x`` (N, C, *spatial) through ``network`` with the tiling engine; the plan (and a device that ran
+        out of memory) is remembered per shape. ``continued``: another part of the same block (reports merged)."""
+        from ..inference import activation_elements_per_voxel, bytes_per_voxel, infer, model_predictor
+
+        device, plan = self._memo.get((requested, tuple(x.shape)), (requested, None))
+        if device != requested and not continued:
+            self.warnings.append(f"Running on the {device.upper()}: {requested} ran out of memory on an earlier "
+                                 "block of this size.")
+        if id(network) not in self._elements:
+            self._elements[id(network)] = activation_elements_per_voxel(network, dims, x.shape[1])
+        amp = self.settings.amp and device.startswith("cuda")
+        y, report = infer(x, lambda d: model_predictor(network, d, self.settings.amp), device,
+                          voxel_bytes=bytes_per_voxel(self._elements[id(network)], x.shape[1], amp),
+                          control=control, settings=self.settings, multiple=multiple, plan=plan)
+        self._memo[(requested, tuple(x.shape))] = (report.device, report.plans[-1])
+        self.warnings.extend(report.warnings)
+        if continued and self.last_report is not None:
+            merged = self.last_report
+            merged.plans.extend(report.plans)
+            merged.warnings.extend(report.warnings)
+            merged.windows += report.windows
+            merged.seconds += report.seconds
+            merged.device = report.device
+            merged.fell_back_to_cpu = merged.fell_back_to_cpu or report.fell_back_to_cpu
+        else:
+            self.last_report = report
+        return y
+
     def describe(self) -> dict:
         row = super().describe()
         row.update({"architecture": self.spec.architecture, "version": self.spec.version,
@@ -277,7 +309,7 @@ class LearnedMethod(Method):
     def apply(self, block: np.ndarray, context: MethodContext) -> np.ndarray:
         import torch
 
-        from ..inference import bytes_per_voxel, infer, model_predictor
+        from ..progress import RunControl
 
         if context.spatial_dims != self.spec.spatial_dims:
             raise InputError(f"Model {self.name!r} is a {self.spec.spatial_dims}D model; "
@@ -287,30 +319,28 @@ class LearnedMethod(Method):
             raise InputError(f"The strength of a learned model is a blend factor from 0 (input) to 1 "
                              f"(network output), not {context.strength}.")
         channels = prepare_input(block, context.noise, self.spec.input)
-        if self.spec.spatial_dims == 2:
-            batch = np.ascontiguousarray(np.moveaxis(channels, 0, 1))  # (n, C, h, w)
-        else:
-            batch = channels[np.newaxis]  # (1, C, d, h, w)
-        x = torch.from_numpy(batch)
         requested = str(context.device or self.device)
-        device, plan = self._memo.get((requested, tuple(x.shape)), (requested, None))
-        if device != requested:
-            self.warnings.append(f"Running on the {device.upper()}: {requested} ran out of memory on an earlier "
-                                 "block of this size.")
-        if self._elements is None:
-            from ..inference import activation_elements_per_voxel
-
-            self._elements = activation_elements_per_voxel(self.network, self.spec.spatial_dims,
-                                                           self.spec.in_channels)
-        amp = self.settings.amp and device.startswith("cuda")
-        y, report = infer(x, lambda d: model_predictor(self.network, d, self.settings.amp), device,
-                          voxel_bytes=bytes_per_voxel(self._elements, self.spec.in_channels, amp),
-                          control=context.control, settings=self.settings,
-                          multiple=self.spec.size_multiple, plan=plan)
-        self._memo[(requested, tuple(x.shape))] = (report.device, report.plans[-1])
-        self.last_report = report
-        self.warnings.extend(report.warnings)
-        out = y.numpy()[:, 0] if self.spec.spatial_dims == 2 else y.numpy()[0, 0]
+        control = context.control or RunControl()
+        slab_batch = getattr(self.network, "slab_batch", None)
+        if self.spec.spatial_dims == 2:
+            x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(channels, 0, 1)))  # (n, C, h, w)
+            out = self._run(x, self.network, 2, self.spec.size_multiple, requested, control).numpy()[:, 0]
+        elif slab_batch is not None:
+            # 2.5D: each slice's slab (its neighbours from the whole volume) through the 2D U-Net, a few
+            # slices at a time and tiled in-plane like a 2D model: the same result as one pass over the
+            # volume, without 3D tiles that overlap along the slices
+            volume = torch.from_numpy(channels[np.newaxis])  # (1, C, d, h, w)
+            depth = volume.shape[2]
+            parts = []
+            for start in range(0, depth, SLAB_SLICES_PER_PASS):
+                stop = min(depth, start + SLAB_SLICES_PER_PASS)
+                parts.append(self._run(slab_batch(volume, start, stop), self.network.unet2d, 2,
+                                       tuple(self.spec.size_multiple)[1:], requested,
+                                       control.sub(start / depth, stop / depth), start > 0))
+            out = torch.cat(parts).numpy()[:, 0]
+        else:
+            x = torch.from_numpy(channels[np.newaxis])  # (1, C, d, h, w)
+            out = self._run(x, self.network, 3, self.spec.size_multiple, requested, control).numpy()[0, 0]
         out = finish_output(out, block, context.noise, self.spec.input)
         if strength != 1.0:
             block64 = np.asarray(block, dtype=np.float64)

@@ -290,6 +290,36 @@ def test_slab_unet_sees_its_neighbours_mirrored_at_the_ends():
         assert thin.shape == (1, 1, 2, 16, 16) and torch.isfinite(thin).all()
 
 
+def test_a_slab_model_runs_a_volume_a_few_slices_at_a_time_with_the_result_of_one_pass(ct_volume, monkeypatch):
+    from LowLightDenoiseLib.methods import learned
+
+    _, _, slab, net3d = _slab_and_its_2d_model(neighbours=2)
+    with torch.no_grad():
+        for p in net3d.parameters():  # neighbours with weight, so wrong neighbours would show
+            if p.ndim == 4 and p.shape[1] == 2 * 5:
+                p.add_(0.3)
+    x = torch.rand(1, 2, 9, 16, 16, generator=torch.Generator().manual_seed(2))
+    whole = net3d.slab_batch(x)
+    assert torch.equal(net3d.slab_batch(x, 3, 6), whole[3:6])  # neighbours from the volume, not the part
+    assert torch.equal(net3d.slab_batch(x, 7, 9), whole[7:9])
+    with pytest.raises(ValueError, match="not within"):
+        net3d.slab_batch(x, 5, 12)
+
+    big = InferenceSettings(tile=256)
+    depth = ct_volume.array.shape[0]
+    assert depth > 5
+    monkeypatch.setattr(learned, "SLAB_SLICES_PER_PASS", depth)
+    method = LearnedMethod(slab, net3d, settings=big)
+    one = denoise_volume(ct_volume, method, mode="3d", device="cpu")
+    assert len(method.last_report.plans) == 1 and len(method.last_report.plans[0].roi_size) == 2  # 2D tiles
+    monkeypatch.setattr(learned, "SLAB_SLICES_PER_PASS", 5)
+    method = LearnedMethod(slab, net3d, settings=big)
+    parts = denoise_volume(ct_volume, method, mode="3d", device="cpu")
+    assert len(method.last_report.plans) == -(-depth // 5)  # one plan per pass, reports merged
+    np.testing.assert_allclose(parts.volume.array, one.volume.array, atol=1e-3)
+    assert np.abs(one.volume.array - ct_volume.array).max() > 1.0
+
+
 def test_slab_unet_is_3d_only_and_refuses_2d_weights_of_another_shape():
     from LowLightDenoiseLib.networks import build_network, initialise_from
 
