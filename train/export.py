@@ -75,9 +75,11 @@ def training_summary(run_dir: Path, config_path: Optional[str]) -> Dict[str, Any
     cfg = json.loads((run_dir / "config.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
     splits = json.loads((TRAIN_DIR / "splits.json").read_text())
+    split = {k: splits[k] for k in ("train", "val", "test")}
+    split.update(summary.get("scans") or {})  # what the run itself trained and validated on, when it recorded it
     return {
         "data": "real scans and photographs from pinned registry packages (train/data_manifest.json)",
-        "split": {k: splits[k] for k in ("train", "val", "test")},
+        "split": split,
         "recipe": {k: cfg[k] for k in ("data", "loss", "optim", "input", "network", "seed", "init_weights")
                    if cfg.get(k) not in (None, "")},
         "command": "python train/train.py " + (config_path or f"train/configs/{cfg['name']}.json"),
@@ -194,7 +196,7 @@ def render_card(entry: Dict[str, Any], exported: Dict[str, Any], report: Optiona
         lines += ["## Test metrics", "", "Not measured yet: run `train/evaluate.py` and export with `--report`.", ""]
     lines += ["## Limitations", "",
               "- Trained on a shared 2-core CPU for a short time budget; more training (a GPU) would help.",
-              "- Few real scans per modality (one CT volume, two radiographs); the test split holds one scan "
+              "- Few real scans per modality (three CT volumes, two radiographs); the test split holds one scan "
               "of each kind, so the numbers have a large uncertainty and other scanners may differ.",
               "- Blind: the noise level is estimated from the image; images whose noise is not "
               "photon-limited/Gaussian-like are outside what it was trained for."]

@@ -439,7 +439,8 @@ def train(config: TrainConfig, run_dir: Optional[Path] = None, resume: bool = Fa
     dist.barrier()
     summary = {"name": config.name, "stop_reason": stop_reason, "epochs": (history.rows[-1]["epoch"] + 1)
                if history and history.rows else 0, "best_val_loss": best, "minutes": elapsed / 60,
-               "parameters": count_parameters(model), "device": str(dist.device), "world_size": dist.world}
+               "parameters": count_parameters(model), "device": str(dist.device), "world_size": dist.world,
+               "scans": {"train": [s.id for s in train_set.scans], "val": [s.id for s in val_set.scans]}}
     if dist.main:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
         log(f"{config.name}: stopped ({stop_reason}) after {summary['epochs']} epochs, {summary['minutes']:.1f} min")

@@ -262,7 +262,11 @@ def test_export_round_trip_through_the_registry(tiny_data, tmp_path, ct_path):
     path = tmp_path / "models" / entry.file
     assert entry.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() and entry.size == path.stat().st_size
     assert entry.url.endswith("/v0.0.1/tiny-export-0.0.1.safetensors")
-    assert (tmp_path / "cards" / "tiny-export.md").read_text().startswith("# Model card: tiny-export 0.0.1")
+    card = (tmp_path / "cards" / "tiny-export.md").read_text()
+    assert card.startswith("# Model card: tiny-export 0.0.1")
+    # the card lists the scans the run itself trained and validated on (recorded in its summary.json)
+    assert json.loads((run / "summary.json").read_text())["scans"] == {"train": ["ct", "xray"], "val": ["mr"]}
+    assert "- train (2): ct, xray\n- validation (1): mr\n" in card
     assert export.main(argv) == 0  # exporting again gives the same bytes
     assert registry.load_registry(models_json)["tiny-export"].sha256 == entry.sha256
 
