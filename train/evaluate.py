@@ -72,12 +72,15 @@ class TestImage:
 
 def load_test_images(split: str = "test", data_dir: Path = DATA_DIR, splits_file: Path = SPLITS,
                      slices: int = CROP_SLICES, side: Optional[int] = None,
-                     modalities: Optional[Sequence[str]] = None) -> List[TestImage]:
-    """Central crops of the split's scans as clean volumes in physical units (first colour channel only)."""
+                     modalities: Optional[Sequence[str]] = None, volumes_only: bool = False) -> List[TestImage]:
+    """Central crops of the split's scans as clean volumes in physical units (first colour channel only);
+    ``volumes_only``: the scans prepared as volumes (``dims`` 3), for comparisons that include a 3D-only model."""
     out = []
     for sid in split_ids(split, splits_file):
         meta = json.loads((data_dir / f"{sid}.json").read_text())
         if modalities and meta["modality"] not in modalities:
+            continue
+        if volumes_only and int(meta.get("dims", 2)) != 3:
             continue
         a = np.load(data_dir / f"{sid}.npy", mmap_mode="r")
         if meta.get("channels", 1) > 1:
@@ -406,8 +409,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     models: List[Tuple[str, Any]] = [(n, get_method(n, device="cpu")) for n in filter(None, args.models.split(","))]
     models += [(Path(r).name, method_from_run(Path(r))) for r in filter(None, args.runs.split(","))]
+    volumes_only = any(2 not in method.spatial_dims for _, method in models)
+    if volumes_only:
+        print("a 3D-only model is compared: evaluating on the split's volumes only")
     images = load_test_images(args.split, slices=args.slices,
-                              modalities=[m for m in args.modalities.split(",") if m] or None)
+                              modalities=[m for m in args.modalities.split(",") if m] or None, volumes_only=volumes_only)
     bm3d = not args.no_bm3d
     if bm3d:
         try:

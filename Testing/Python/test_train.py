@@ -492,3 +492,17 @@ def test_probe_thick_crop_averages_slices_and_refuses_too_thin_volumes(tiny_data
     np.testing.assert_allclose(crop.array, expected, rtol=1e-6)
     with pytest.raises(ValueError, match="too few"):
         thick_crop("ct", a.shape[0] + 1, data_dir=folder)
+
+
+def test_evaluation_crops_are_central_and_a_3d_comparison_keeps_the_volumes_only(tiny_data):
+    from train.evaluate import load_test_images
+
+    folder, splits = tiny_data
+    images = load_test_images("train", folder, splits, slices=4, side=16)
+    assert [i.id for i in images] == ["ct", "xray"]
+    ct = np.load(folder / "ct.npy")
+    z0, y0, x0 = (ct.shape[0] - 4) // 2, (ct.shape[1] - 16) // 2, (ct.shape[2] - 16) // 2
+    np.testing.assert_array_equal(images[0].clean.array, ct[z0:z0 + 4, y0:y0 + 16, x0:x0 + 16])
+    assert images[1].clean.array.shape == (1, 16, 16)
+    assert [i.id for i in load_test_images("train", folder, splits, slices=4, side=16, volumes_only=True)] == ["ct"]
+    assert [i.id for i in load_test_images("train", folder, splits, modalities=["xray"])] == ["xray"]
