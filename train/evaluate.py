@@ -349,10 +349,10 @@ def _target(level: str, what: str, margin: float, needed: float) -> Dict[str, An
 def render(report: Dict[str, Any]) -> str:
     lines = [f"# Evaluation: {', '.join(report['models'])} ({report['task']})", "",
              f"Command: `{report['command']}`", "",
-             f"Test images (split by scan, `train/splits.json`): "
+             f"{report.get('split', 'test').capitalize()} images (split by scan, `train/splits.json`): "
              f"{', '.join(f'{i} ({m})' for i, m in report['images'])}; central crops of at most "
-             f"{CROP_SLICES} slices x {DEFAULT_SIDE} px ({CROP_SIDE['xray']} px for radiographs).", "",
-             "Mean over the test images; PSNR in dB.", ""]
+             f"{report.get('slices', CROP_SLICES)} slices x {DEFAULT_SIDE} px ({CROP_SIDE['xray']} px for radiographs).",
+             "", f"Mean over the {report.get('split', 'test')} images; PSNR in dB.", ""]
     for level, methods in report["summary"].items():
         lines += [f"## {level}", "", "| method | PSNR | SSIM | seconds |", "|---|---|---|---|"]
         for m, v in sorted(methods.items(), key=lambda kv: -kv[1]["psnr"]):
@@ -439,7 +439,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if summary.is_file():
             runs[Path(r).name] = json.loads(summary.read_text())
     report = {"command": "python train/evaluate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "task": args.task, "models": names, "images": [(i.id, i.modality) for i in images],
+              "task": args.task, "split": args.split, "slices": args.slices, "models": names,
+              "images": [(i.id, i.modality) for i in images],
               "levels": ev.levels, "summary": table, "targets": tg, "ct_checks": ev.checks, "speed": speed, "runs": runs, "rows": ev.rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
