@@ -238,6 +238,19 @@ def _input_row(input_vol, reference_vol, data_range: Optional[float], axis: int,
 # subcommands
 
 
+def _learned_with_ensemble(name: str, device: str, ensemble: int, refuse_classical: bool = False) -> Any:
+    """The method ``name`` with test-time averaging over ``ensemble`` flips/rotations when it is a learned model;
+    a classical method as it is, or refused when ``refuse_classical``."""
+    from .methods import classical_method_names, get_method
+    from .pipeline import resolve_device
+
+    if name in classical_method_names():
+        if refuse_classical:
+            raise InputError(f"--ensemble applies to learned models only; {name!r} is a classical method.")
+        return get_method(name)
+    return get_method(name, device=resolve_device(device), ensemble=ensemble)
+
+
 def cmd_denoise(args: argparse.Namespace, console: _Console) -> int:
     from .io import write_volume
     from .pipeline import denoise_volume
@@ -251,7 +264,9 @@ def cmd_denoise(args: argparse.Namespace, console: _Console) -> int:
     if reference is not None:
         _same_size(volume, reference, "input", "reference")
     method = args.method or DEFAULT_METHOD
-    with console.progress(f"denoise ({method})") as bar:
+    if args.ensemble != 1:
+        method = _learned_with_ensemble(method, args.device, args.ensemble, refuse_classical=True)
+    with console.progress(f"denoise ({getattr(method, 'name', method)})") as bar:
         result = denoise_volume(volume, method, mode=args.mode, axis=args.axis, device=args.device,
                                 strength=args.strength, progress=bar, seed=args.seed)
     rows: List[Dict[str, Any]] = []
@@ -414,7 +429,9 @@ def cmd_compare(args: argparse.Namespace, console: _Console) -> int:
     if reference is not None:
         _same_size(volume, reference, "input", "reference")
     device = resolve_device(args.device)
-    methods = [get_method(n, device=device) for n in names]  # unknown or unavailable methods fail before any work
+    # unknown or unavailable methods fail before any work; --ensemble applies to the learned ones
+    methods = [_learned_with_ensemble(n, device, args.ensemble) if args.ensemble != 1 else get_method(n, device=device)
+               for n in names]
     rows: List[Dict[str, Any]] = []
     if reference is not None:
         rows.append(_input_row(volume, reference, args.data_range, args.axis, {"method": "(input)", "mode": None, "seconds": None}))
@@ -506,6 +523,9 @@ def _add_engine(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (GPU when available), cuda, cuda:N or cpu")
     p.add_argument("--strength", type=float, default=None,
                    help="override the automatic strength (method-specific, see the docs)")
+    p.add_argument("--ensemble", type=int, choices=(1, 2, 4, 8), default=1,
+                   help="learned models: average the outputs for this many in-plane flips/rotations of the input "
+                        "(each one a full pass: 8 takes 8 times as long; default 1)")
 
 
 def _add_metric_options(p: argparse.ArgumentParser) -> None:

@@ -275,6 +275,7 @@ class DenoiseSettings:
     axis: int = 0
     device: str = "auto"
     strength: Optional[float] = None
+    ensemble: int = 1  # learned models: outputs averaged over this many flips/rotations (1, 2, 4, 8)
 
     def validated(self) -> "DenoiseSettings":
         method = str(self.method or "").strip()
@@ -297,7 +298,12 @@ class DenoiseSettings:
             strength = float(strength)
             if not np.isfinite(strength) or strength < 0:
                 raise InputError(f"Strength must be a non-negative number, not {self.strength!r}.")
-        return DenoiseSettings(method, mode, axis, device, strength)
+        from .inference import ENSEMBLE_SIZES
+
+        if self.ensemble not in ENSEMBLE_SIZES:
+            raise InputError(f"Averaging over flips/rotations takes {', '.join(map(str, ENSEMBLE_SIZES))} "
+                             f"passes, not {self.ensemble!r}.")
+        return DenoiseSettings(method, mode, axis, device, strength, int(self.ensemble))
 
 
 @dataclasses.dataclass
@@ -424,7 +430,7 @@ def run_job(job: DenoiseJob, progress: Optional[ProgressCallback] = None,
 
     Progress is one fraction over all methods; :class:`CancelledError` stops between steps.
     """
-    from .methods import get_method
+    from .methods import classical_method_names, get_method
     from .pipeline import denoise_volume, resolve_device
 
     control = RunControl(progress, cancel)
@@ -434,13 +440,16 @@ def run_job(job: DenoiseJob, progress: Optional[ProgressCallback] = None,
     for i, name in enumerate(job.methods):
         sub = control.sub(i / n, (i + 1) / n)
         sub.step(0.0, f"{name}: loading")
-        method = get_method(name, device=resolve_device(s.device))
+        options = {"ensemble": s.ensemble} if s.ensemble != 1 and name not in classical_method_names() else {}
+        method = get_method(name, device=resolve_device(s.device), **options)
         result = denoise_volume(job.input, method, mode=s.mode, axis=s.axis, device=s.device,
                                 strength=s.strength, progress=sub.step, cancel=control.cancel)
         row: Dict[str, Any] = dict(result.summary())
         warnings = [str(w) for w in getattr(result, "warnings", [])]
         row.pop("warnings", None)
         row.update(_quality(result.volume, job))
+        if options:
+            row["ensemble"] = s.ensemble
         if warnings:
             row["warnings"] = " ".join(warnings)
         outcomes.append(DenoiseOutcome(result.method, result.volume, row, method.category, warnings))
@@ -470,22 +479,22 @@ def publish_denoise(scene: Any, job: DenoiseJob, outcomes: Sequence[DenoiseOutco
 
 def denoise_node(scene: Any, input_node: Any, method: str, *, reference_node: Any = None,
                  mode: str = "auto", axis: int = 0, device: str = "auto",
-                 strength: Optional[float] = None, progress: Optional[ProgressCallback] = None,
+                 strength: Optional[float] = None, ensemble: int = 1, progress: Optional[ProgressCallback] = None,
                  cancel: Optional[CancelToken] = None) -> Tuple[Any, Any]:
     """Denoise ``input_node`` with ``method`` into a new node; returns ``(output_node, table_node)``.
 
     The input node is not modified; the output has the input's geometry and units. The table has
     the run's time and device and PSNR/SSIM/MSE against ``reference_node``, or no-reference
-    figures without one.
+    figures without one. ``ensemble`` > 1 averages a learned model over that many flips/rotations of the input.
     """
-    job = prepare_denoise(input_node, DenoiseSettings(method, mode, axis, device, strength), reference_node)
+    job = prepare_denoise(input_node, DenoiseSettings(method, mode, axis, device, strength, ensemble), reference_node)
     nodes, table = publish_denoise(scene, job, run_job(job, progress, cancel), like=input_node)
     return nodes[0], table
 
 
 def compare_nodes(scene: Any, input_node: Any, methods: Sequence[str], *, reference_node: Any = None,
                   mode: str = "auto", axis: int = 0, device: str = "auto",
-                  strength: Optional[float] = None, keep_outputs: bool = False,
+                  strength: Optional[float] = None, ensemble: int = 1, keep_outputs: bool = False,
                   plot_column: Optional[str] = None, progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelToken] = None) -> Tuple[Any, List[Any], Any]:
     """Run several methods on one input into ONE table; returns ``(table_node, output_nodes, chart)``.
@@ -494,7 +503,7 @@ def compare_nodes(scene: Any, input_node: Any, methods: Sequence[str], *, refere
     chart node; ``keep_outputs`` also adds every output volume to the scene.
     """
     methods = list(methods)
-    settings = DenoiseSettings(methods[0] if methods else "", mode, axis, device, strength)
+    settings = DenoiseSettings(methods[0] if methods else "", mode, axis, device, strength, ensemble)
     job = prepare_denoise(input_node, settings, reference_node, methods=methods)
     nodes, table = publish_denoise(scene, job, run_job(job, progress, cancel), keep_outputs=keep_outputs,
                                    table_name=f"{job.input_name} comparison", like=input_node)

@@ -6,7 +6,7 @@
 ``--oracle``: is the noise estimate what limits the model? The same network is run once with the
 engine's estimate (what users get) and once with the true Poisson-Gaussian (a, b) of the simulation
 (``train.evaluate.true_profile``). ``--tta``: what does test-time averaging over the dihedral
-transforms of the input buy? Mean PSNR (dB) per level of ``train.evaluate.DENOISE_LEVELS``.
+transforms of the input buy (the engine's ``InferenceSettings.ensemble``, the CLI's ``--ensemble``)? Mean PSNR (dB) per level of ``train.evaluate.DENOISE_LEVELS``.
 """
 from __future__ import annotations
 
@@ -32,18 +32,6 @@ from LowLightDenoiseLib.volume import Volume  # noqa: E402
 from train.evaluate import DENOISE_LEVELS, load_test_images, true_profile  # noqa: E402
 
 
-def dihedral_average(noisy: Volume, method, count: int) -> np.ndarray:
-    """Mean of the method's outputs over the first ``count`` of the 8 flips/rotations (in-plane)."""
-    outs = []
-    for rot, flip in [(r, f) for f in (False, True) for r in range(4)][:count]:
-        a = np.rot90(noisy.array, rot, axes=(1, 2))
-        a = a[:, :, ::-1] if flip else a
-        out = denoise_volume(Volume(np.ascontiguousarray(a), spacing=noisy.spacing), method, device="cpu").volume.array
-        out = out[:, :, ::-1] if flip else out
-        outs.append(np.rot90(out, -rot, axes=(1, 2)))
-    return np.mean(outs, axis=0)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="default-2d with the true noise parameters, or with flip averaging.")
     parser.add_argument("--split", default="val")
@@ -57,6 +45,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     torch.set_num_threads(1)
     method = get_method(args.model, device="cpu")
+    ensembles = {count: get_method(args.model, device="cpu", ensemble=count) for count in (1, 2, 4, 8)}
     images = load_test_images(args.split, slices=4)
     for li, level in enumerate(DENOISE_LEVELS):
         scores: dict = {}
@@ -64,10 +53,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             noisy = simulate_volume(image.clean, LowLight(**level), seed=97 * li)  # the seeds of train/evaluate.py
             ref = image.clean.array
             data_range = float(ref.max() - ref.min())
-            if args.tta:
-                for count in (1, 2, 4, 8):
-                    scores.setdefault(f"x{count}", []).append(psnr(dihedral_average(noisy, method, count), ref,
-                                                                   data_range))
+            if args.tta:  # the engine's own averaging (InferenceSettings.ensemble)
+                for count, averaged in ensembles.items():
+                    out = denoise_volume(noisy, averaged, device="cpu").volume.array
+                    scores.setdefault(f"x{count}", []).append(psnr(out, ref, data_range))
                 continue
             norm = Normalizer.fit(noisy.array)
             x = norm.forward(noisy.array).astype(np.float32)

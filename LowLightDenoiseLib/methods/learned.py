@@ -270,6 +270,34 @@ class LearnedMethod(Method):
         return cls(spec, network, device=device, settings=settings,
                    weights_path=weights if isinstance(weights, (str, Path)) else None)
 
+    def _denoise(self, block: np.ndarray, context: MethodContext, control: Any) -> np.ndarray:
+        """One pass of the network over a normalised block: input channels, tiles, output in the block's units."""
+        import torch
+
+        channels = prepare_input(block, context.noise, self.spec.input)
+        requested = str(context.device or self.device)
+        slab_batch = getattr(self.network, "slab_batch", None)
+        if self.spec.spatial_dims == 2:
+            x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(channels, 0, 1)))  # (n, C, h, w)
+            out = self._run(x, self.network, 2, self.spec.size_multiple, requested, control).numpy()[:, 0]
+        elif slab_batch is not None:
+            # 2.5D: each slice's slab (its neighbours from the whole volume) through the 2D U-Net, a few
+            # slices at a time and tiled in-plane like a 2D model: the same result as one pass over the
+            # volume, without 3D tiles that overlap along the slices
+            volume = torch.from_numpy(channels[np.newaxis])  # (1, C, d, h, w)
+            depth = volume.shape[2]
+            parts = []
+            for start in range(0, depth, SLAB_SLICES_PER_PASS):
+                stop = min(depth, start + SLAB_SLICES_PER_PASS)
+                parts.append(self._run(slab_batch(volume, start, stop), self.network.unet2d, 2,
+                                       tuple(self.spec.size_multiple)[1:], requested,
+                                       control.sub(start / depth, stop / depth), start > 0))
+            out = torch.cat(parts).numpy()[:, 0]
+        else:
+            x = torch.from_numpy(channels[np.newaxis])  # (1, C, d, h, w)
+            out = self._run(x, self.network, 3, self.spec.size_multiple, requested, control).numpy()[0, 0]
+        return finish_output(out, block, context.noise, self.spec.input)
+
     def _run(self, x: Any, network: Any, dims: int, multiple: Any, requested: str, control: Any,
              continued: bool = False) -> Any:
         """``x`` (N, C, *spatial) through ``network`` with the tiling engine; the plan (and a device that ran
@@ -307,8 +335,7 @@ class LearnedMethod(Method):
         return row
 
     def apply(self, block: np.ndarray, context: MethodContext) -> np.ndarray:
-        import torch
-
+        from ..inference import DIHEDRAL
         from ..progress import RunControl
 
         if context.spatial_dims != self.spec.spatial_dims:
@@ -318,30 +345,19 @@ class LearnedMethod(Method):
         if not 0.0 <= strength <= 1.0:
             raise InputError(f"The strength of a learned model is a blend factor from 0 (input) to 1 "
                              f"(network output), not {context.strength}.")
-        channels = prepare_input(block, context.noise, self.spec.input)
-        requested = str(context.device or self.device)
         control = context.control or RunControl()
-        slab_batch = getattr(self.network, "slab_batch", None)
-        if self.spec.spatial_dims == 2:
-            x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(channels, 0, 1)))  # (n, C, h, w)
-            out = self._run(x, self.network, 2, self.spec.size_multiple, requested, control).numpy()[:, 0]
-        elif slab_batch is not None:
-            # 2.5D: each slice's slab (its neighbours from the whole volume) through the 2D U-Net, a few
-            # slices at a time and tiled in-plane like a 2D model: the same result as one pass over the
-            # volume, without 3D tiles that overlap along the slices
-            volume = torch.from_numpy(channels[np.newaxis])  # (1, C, d, h, w)
-            depth = volume.shape[2]
-            parts = []
-            for start in range(0, depth, SLAB_SLICES_PER_PASS):
-                stop = min(depth, start + SLAB_SLICES_PER_PASS)
-                parts.append(self._run(slab_batch(volume, start, stop), self.network.unet2d, 2,
-                                       tuple(self.spec.size_multiple)[1:], requested,
-                                       control.sub(start / depth, stop / depth), start > 0))
-            out = torch.cat(parts).numpy()[:, 0]
-        else:
-            x = torch.from_numpy(channels[np.newaxis])  # (1, C, d, h, w)
-            out = self._run(x, self.network, 3, self.spec.size_multiple, requested, control).numpy()[0, 0]
-        out = finish_output(out, block, context.noise, self.spec.input)
+        count = int(getattr(self.settings, "ensemble", 1))
+        if count == 1:
+            out = self._denoise(block, context, control)
+        else:  # test-time averaging over in-plane flips/rotations (axes -2, -1 of the block)
+            total = np.zeros(block.shape, dtype=np.float64)
+            for i, (turns, mirrored) in enumerate(DIHEDRAL[:count]):
+                view = np.rot90(block, turns, axes=(-2, -1))
+                view = view[..., ::-1] if mirrored else view
+                y = self._denoise(np.ascontiguousarray(view), context, control.sub(i / count, (i + 1) / count))
+                y = y[..., ::-1] if mirrored else y
+                total += np.rot90(y, -turns, axes=(-2, -1))
+            out = (total / count).astype(np.float32)
         if strength != 1.0:
             block64 = np.asarray(block, dtype=np.float64)
             out = (block64 + strength * (out - block64)).astype(np.float32)

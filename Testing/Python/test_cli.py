@@ -241,6 +241,10 @@ def _bad_case(name: str, work: Path):
         return ["denoise", ct, work / "out.nrrd", "--method", FAST, "--reference", work / "small_ref.nrrd"], "size"
     if name == "bad metrics extension":
         return ["denoise", ct, work / "out.nrrd", "--method", FAST, "--metrics", work / "m.txt"], ".csv or .json"
+    if name == "ensemble of a classical method":
+        return ["denoise", ct, work / "out.nrrd", "--method", FAST, "--ensemble", 8], "learned models only"
+    if name == "bad ensemble size":
+        return ["denoise", ct, work / "out.nrrd", "--method", FAST, "--ensemble", 3], "invalid choice"
     if name == "usage error":
         return ["denoise", ct], "required"
     raise AssertionError(name)
@@ -248,7 +252,8 @@ def _bad_case(name: str, work: Path):
 
 BAD_CASES = ["missing file", "unsupported format", "4D input", "NaN values", "Inf values", "constant image",
              "too small", "too thin for 3D", "unavailable model", "unknown method", "output exists", "output is input",
-             "reference of another size", "bad metrics extension", "usage error"]
+             "reference of another size", "bad metrics extension", "ensemble of a classical method",
+             "bad ensemble size", "usage error"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -281,3 +286,17 @@ def test_python_dash_m_runs_the_same_command_line(tmp_path: Path, ct_path: Path)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("lowlightdenoise: error: ")
     assert "Traceback" not in done.stderr
+
+
+def test_ensemble_averages_a_learned_model_over_flips_and_keeps_the_input(capsys, work: Path):
+    ct = work / "ct.nrrd"
+    before = ct.read_bytes()
+    assert run(capsys, "denoise", ct, work / "one.nrrd", "--method", "default-2d", "--dtype", "float32", "-q")[0] == 0
+    code, _, err = run(capsys, "denoise", ct, work / "two.nrrd", "--method", "default-2d", "--ensemble", 2,
+                       "--dtype", "float32", "-q")
+    assert code == 0, err
+    one = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "one.nrrd")))
+    two = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "two.nrrd")))
+    assert one.shape == two.shape
+    assert 0 < np.abs(one - two).max() < 0.2 * (one.max() - one.min())  # another estimate of the same image
+    assert ct.read_bytes() == before

@@ -320,6 +320,33 @@ def test_a_slab_model_runs_a_volume_a_few_slices_at_a_time_with_the_result_of_on
     assert np.abs(one.volume.array - ct_volume.array).max() > 1.0
 
 
+def test_ensemble_is_the_mean_over_flipped_and_rotated_inputs_mapped_back():
+    from LowLightDenoiseLib.methods.base import MethodContext
+
+    flat, net2d, slab, net3d = _slab_and_its_2d_model(seed=3)
+    with torch.no_grad():
+        for p in net3d.parameters():
+            if p.ndim == 4 and p.shape[1] == 2 * 5:
+                p.add_(0.3)
+    block = np.random.default_rng(4).random((9, 32, 48)).astype(np.float32)  # not square: axes must come back
+    for spec, net, dims in ((flat, net2d, 2), (slab, net3d, 3)):
+        context = MethodContext(spatial_dims=dims, noise=NoiseProfile(sigma=0.05))
+        single = LearnedMethod(spec, net, settings=InferenceSettings(tile=256))
+        expected = []
+        for turns, mirrored in [(0, False), (2, True), (1, False), (3, True)]:
+            view = np.rot90(block, turns, axes=(1, 2))
+            view = view[:, :, ::-1] if mirrored else view
+            out = single.apply(np.ascontiguousarray(view), context)
+            out = out[:, :, ::-1] if mirrored else out
+            expected.append(np.rot90(out, -turns, axes=(1, 2)))
+        four = LearnedMethod(spec, net, settings=InferenceSettings(tile=256, ensemble=4)).apply(block, context)
+        assert four.shape == block.shape
+        np.testing.assert_allclose(four, np.mean(expected, axis=0), atol=1e-5)
+        assert np.abs(four - expected[0]).max() > 1e-4  # the network is not symmetric: averaging changed it
+    with pytest.raises(ValueError, match="ensemble must be one of 1, 2, 4, 8"):
+        InferenceSettings(ensemble=3)
+
+
 def test_slab_unet_is_3d_only_and_refuses_2d_weights_of_another_shape():
     from LowLightDenoiseLib.networks import build_network, initialise_from
 

@@ -212,6 +212,18 @@ def test_compare_nodes_fills_one_table_and_a_bar_chart(scene, ct_node):
     assert series.GetPlotType() == series.PlotTypeBar
 
 
+def test_compare_nodes_averages_the_learned_model_over_flips_and_says_so(scene, ct_node):
+    noisy = mrml.simulate_node(scene, ct_node, mrml.SimulationSettings(brightness=1.0, peak=50.0, seed=4))
+    table, _, _ = mrml.compare_nodes(scene, noisy, ["tv", "default-2d"], reference_node=ct_node, mode="auto",
+                                     device="cpu", ensemble=2)
+    rows = {r["method"]: r for r in mrml.table_rows(table)}
+    assert rows["default-2d"]["ensemble"] == 2 and math.isnan(rows["tv"]["ensemble"])  # classical: not averaged
+    single, _, _ = mrml.compare_nodes(scene, noisy, ["default-2d"], reference_node=ct_node, device="cpu")
+    assert mrml.table_rows(single)[1]["psnr"] != rows["default-2d"]["psnr"]
+    with pytest.raises(InputError, match="not 3"):
+        mrml.compare_nodes(scene, noisy, ["default-2d"], device="cpu", ensemble=3)
+
+
 def test_metrics_table_node_types_columns_and_fills_gaps(scene):
     table = mrml.metrics_table_node(scene, [{"method": "a", "psnr": 30.5}, {"method": "b", "ssim": None}], "t")
     rows = mrml.table_rows(table)
