@@ -81,6 +81,7 @@ class LowLightDenoiseParameterNode:
     device: Annotated[str, Choice(list(mrml.DEVICES)), Default("auto")]
     autoStrength: Annotated[bool, Default(True)]
     strength: Annotated[float, WithinRange(0.0, 5.0), Default(1.0)]
+    ensemble: Annotated[str, Choice(["1", "2", "4", "8"]), Default("1")]
     compareMethods: Annotated[str, Default("")]
     keepCompareOutputs: Annotated[bool, Default(False)]
     noiseType: Annotated[str, Choice(mrml.noise_types()), Default("lowlight")]
@@ -94,7 +95,8 @@ class LowLightDenoiseParameterNode:
 
 def denoiseSettings(p, method: Optional[str] = None) -> mrml.DenoiseSettings:
     return mrml.DenoiseSettings(method=method or p.method, mode=p.mode, axis=AXIS_LABELS.index(p.axis),
-                                device=p.device, strength=None if p.autoStrength else p.strength)
+                                device=p.device, strength=None if p.autoStrength else p.strength,
+                                ensemble=int(p.ensemble))
 
 
 def simulationSettings(p) -> mrml.SimulationSettings:
