@@ -251,6 +251,12 @@ def _learned_with_ensemble(name: str, device: str, ensemble: int, refuse_classic
     return get_method(name, device=resolve_device(device), ensemble=ensemble)
 
 
+def _ensemble_column(method: Any) -> Dict[str, Any]:
+    """``{"ensemble": N}`` for a learned model averaged over N flips/rotations, else nothing (tables stay as they were)."""
+    n = int(getattr(getattr(method, "settings", None), "ensemble", 1) or 1)
+    return {"ensemble": n} if n > 1 else {}
+
+
 def cmd_denoise(args: argparse.Namespace, console: _Console) -> int:
     from .io import write_volume
     from .pipeline import denoise_volume
@@ -276,8 +282,8 @@ def cmd_denoise(args: argparse.Namespace, console: _Console) -> int:
                                    {"image": "input", "method": "(none)", "mode": None, "device": None,
                                     "seconds": None}))
         rows.append(_metric_row(volume, result.volume, reference, args.data_range, args.axis,
-                                {"image": "output", "method": result.method, "mode": result.mode,
-                                 "device": result.device, "seconds": result.seconds}))
+                                dict({"image": "output", "method": result.method, "mode": result.mode,
+                                      "device": result.device, "seconds": result.seconds}, **_ensemble_column(method))))
     write_volume(result.volume, args.output, overwrite=args.overwrite, dtype=args.dtype)
     if args.metrics:
         write_text_atomic(args.metrics, table_text(rows, fmt or "csv"))
@@ -441,7 +447,8 @@ def cmd_compare(args: argparse.Namespace, console: _Console) -> int:
             result = denoise_volume(volume, method, mode=args.mode, axis=args.axis, device=device,
                                     strength=args.strength, progress=bar)
         rows.append(_metric_row(volume, result.volume, reference, args.data_range, args.axis,
-                                {"method": result.method, "mode": result.mode, "seconds": result.seconds}))
+                                dict({"method": result.method, "mode": result.mode, "seconds": result.seconds},
+                                     **_ensemble_column(method))))
         results.append((method.name, result))
     if outputs:
         os.makedirs(args.output_dir, exist_ok=True)

@@ -292,9 +292,10 @@ def test_ensemble_averages_a_learned_model_over_flips_and_keeps_the_input(capsys
     ct = work / "ct.nrrd"
     before = ct.read_bytes()
     assert run(capsys, "denoise", ct, work / "one.nrrd", "--method", "default-2d", "--dtype", "float32", "-q")[0] == 0
-    code, _, err = run(capsys, "denoise", ct, work / "two.nrrd", "--method", "default-2d", "--ensemble", 2,
-                       "--dtype", "float32", "-q")
+    code, out, err = run(capsys, "denoise", ct, work / "two.nrrd", "--method", "default-2d", "--ensemble", 2,
+                         "--dtype", "float32", "--metrics", work / "m.json", "-q")
     assert code == 0, err
+    assert json.loads((work / "m.json").read_text())[0]["ensemble"] == 2  # the table says how it was run
     one = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "one.nrrd")))
     two = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "two.nrrd")))
     assert one.shape == two.shape
