@@ -28,7 +28,6 @@ from LowLightDenoiseLib.metrics import psnr  # noqa: E402
 from LowLightDenoiseLib.noise import NoiseProfile, estimate_noise  # noqa: E402
 from LowLightDenoiseLib.normalize import Normalizer  # noqa: E402
 from LowLightDenoiseLib.pipeline import denoise_volume  # noqa: E402
-from LowLightDenoiseLib.volume import Volume  # noqa: E402
 from train.evaluate import DENOISE_LEVELS, load_test_images, true_profile  # noqa: E402
 
 
