@@ -826,7 +826,7 @@ class Benchmark:
             arch = entry.get("architecture") or entry.get("arch")
             if params is None:
                 try:
-                    from .networks import count_parameters
+                    from .models.networks import count_parameters
 
                     net = network_of(load_method(name, "cpu"))
                     params = count_parameters(net) if net is not None else None

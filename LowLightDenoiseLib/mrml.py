@@ -298,7 +298,7 @@ class DenoiseSettings:
             strength = float(strength)
             if not np.isfinite(strength) or strength < 0:
                 raise InputError(f"Strength must be a non-negative number, not {self.strength!r}.")
-        from .inference import ENSEMBLE_SIZES
+        from .models.inference import ENSEMBLE_SIZES
 
         if self.ensemble not in ENSEMBLE_SIZES:
             raise InputError(f"Averaging over flips/rotations takes {', '.join(map(str, ENSEMBLE_SIZES))} "

@@ -63,6 +63,11 @@ class NoiseProfile:
             return np.sqrt(np.maximum(self.a * np.asarray(x, dtype=np.float64) + self.b, 1e-12))
         return np.full(np.shape(x), self.sigma)
 
+    def scaled(self, factor: float) -> "NoiseProfile":
+        """The same noise with its standard deviation multiplied by ``factor`` (variance by ``factor**2``)."""
+        f = float(factor)
+        return NoiseProfile(self.sigma * f, self.a * f * f, self.b * f * f)
+
     @property
     def is_photon_limited(self) -> bool:
         """True when shot noise dominates at mid-grey (``a * 0.5 > b``): the case for a VST."""

@@ -6,7 +6,8 @@ Data flow, one way::
       -> 2D: slices along ``axis`` in batches | 3D: the whole volume -> Method.apply
       -> Normalizer.inverse -> new Volume (same geometry, physical units)
 
-The input volume and its array are never modified.
+How the method runs (mode, axis, device, strength, seed, test-time flips) is one
+:class:`~.options.RunOptions`, validated here once. The input volume and its array are never modified.
 """
 from __future__ import annotations
 
@@ -18,13 +19,12 @@ import numpy as np
 
 from .errors import InputError
 from .methods import Method, MethodContext, get_method
+from .methods.wrappers import FlipAveraging
 from .noise import NoiseProfile, estimate_noise
 from .normalize import Normalizer
+from .options import RunOptions
 from .progress import CancelToken, ProgressCallback, RunControl
 from .volume import Volume, validate_values
-
-MODES = ("auto", "2d", "3d")
-DEFAULT_SLICE_BATCH = 16
 
 
 @dataclasses.dataclass
@@ -41,10 +41,13 @@ class DenoiseResult:
     normalizers: List[Normalizer]
     #: sentences worth showing the user, e.g. a learned model's out-of-memory retries or CPU fallback
     warnings: List[str] = dataclasses.field(default_factory=list)
+    options: RunOptions = dataclasses.field(default_factory=RunOptions)
 
     def summary(self) -> Dict[str, Any]:
+        """The run as table columns: method, mode, axis, device, seconds, non-default options, warnings."""
         row = {"method": self.method, "mode": self.mode, "axis": self.axis, "device": self.device,
                "seconds": round(self.seconds, 4)}
+        row.update(self.options.columns())
         if self.warnings:
             row["warnings"] = list(self.warnings)
         return row
@@ -52,9 +55,6 @@ class DenoiseResult:
 
 def resolve_mode(mode: str, method: Method, volume: Volume) -> str:
     """Turn ``auto|2d|3d`` into ``2d`` or ``3d`` for this method and volume, or raise one sentence."""
-    mode = str(mode).lower()
-    if mode not in MODES:
-        raise InputError(f"Unknown mode {mode!r}; use one of {', '.join(MODES)}.")
     depth = volume.spatial_shape[0]
     if mode == "auto":
         can_3d = 3 in method.spatial_dims and not volume.is_2d and depth >= method.min_size
@@ -82,55 +82,51 @@ def _check_size(shape: tuple, method: Method, mode: str) -> None:
             f"{'slice ' if mode == '2d' else ''}axis; this one is {' x '.join(map(str, shape))}.")
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``; validates explicit choices."""
-    device = str(device).lower()
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise InputError(f"Unknown device {device!r}; use auto, cuda or cpu.")
-    if device == "cpu":
-        return "cpu"
-    try:
-        import torch
-
-        has_cuda = torch.cuda.is_available()
-    except ImportError:  # classical methods work without torch
-        has_cuda = False
-    if device == "auto":
-        return "cuda" if has_cuda else "cpu"
-    if not has_cuda:
-        raise InputError("A CUDA GPU was requested but none is available; use --device cpu or auto.")
-    return device
+def run_options(options: Optional[RunOptions] = None, **fields: Any) -> RunOptions:
+    """``options`` (default: all defaults) with ``fields`` replaced, validated; unknown fields raise one sentence."""
+    if options is not None and not isinstance(options, RunOptions):
+        raise InputError(f"options must be a RunOptions, not {type(options).__name__}.")
+    known = {f.name for f in dataclasses.fields(RunOptions)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise InputError(f"Unknown run option {unknown[0]!r}; the options are: {', '.join(sorted(known))}.")
+    given = {k: v for k, v in fields.items() if v is not None or k == "strength"}
+    return dataclasses.replace(options or RunOptions(), **given).validated()
 
 
 def denoise_volume(
     volume: Volume,
     method: Union[str, Method],
+    options: Optional[RunOptions] = None,
     *,
-    mode: str = "auto",
-    axis: int = 0,
-    device: str = "auto",
-    strength: Optional[float] = None,
-    slice_batch: int = DEFAULT_SLICE_BATCH,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
-    seed: int = 0,
+    **fields: Any,
 ) -> DenoiseResult:
-    """Denoise (or enhance) ``volume`` with ``method``; returns a new volume in the same units."""
+    """Denoise (or enhance) ``volume`` with ``method``; returns a new volume in the same units.
+
+    ``options`` (a :class:`RunOptions`) or its fields as keywords (``mode="2d"``, ``device="cpu"``...)
+    say how; keywords override ``options``.
+    """
+    if not isinstance(volume, Volume):
+        raise InputError(f"denoise_volume needs a Volume (see io.read_volume or Volume(array)), "
+                         f"not {type(volume).__name__}.")
+    if cancel is not None and not isinstance(cancel, CancelToken):
+        raise InputError(f"cancel must be a CancelToken, not {type(cancel).__name__}.")
+    opts = run_options(options, **fields)
     control = RunControl(progress, cancel)
-    device = resolve_device(device)
-    if not isinstance(method, Method):
-        method = get_method(method, device=device)
+    method = get_method(method, device=opts.device)
     validate_values(volume.array)
-    mode = resolve_mode(mode, method, volume)
-    if axis not in (0, 1, 2):
-        raise InputError(f"Slice axis must be 0, 1 or 2 (k, j, i), not {axis}.")
-    if mode == "2d" and volume.is_2d:
-        axis = 0
+    mode = resolve_mode(opts.mode, method, volume)
+    axis = 0 if mode == "2d" and volume.is_2d else opts.axis
+    opts = dataclasses.replace(opts, axis=axis)
+    if opts.flips > 1:
+        method = FlipAveraging(method, opts.flips)
     spatial = volume.spatial_shape
     _check_size(tuple(s for i, s in enumerate(spatial) if i != axis) if mode == "2d" else spatial, method, mode)
 
     t0 = time.perf_counter()
-    warned = len(getattr(method, "warnings", ()))
+    warnings: List[str] = []
     channels = volume.channels
     out = np.empty(volume.array.shape, dtype=np.float32)
     noises: List[NoiseProfile] = []
@@ -141,10 +137,10 @@ def denoise_volume(
         norm = Normalizer.fit(chan)
         x = norm.forward(chan)
         noise = estimate_noise(x)
-        ctrl = control.sub(c / channels, (c + 1) / channels)
-        ctx = MethodContext(spatial_dims=2 if mode == "2d" else 3, noise=noise, control=ctrl,
-                            device=device, strength=strength, seed=seed)
-        y = _run_2d(method, x, axis, ctx, slice_batch) if mode == "2d" else _run_3d(method, x, ctx)
+        ctx = MethodContext(spatial_dims=2 if mode == "2d" else 3, noise=noise,
+                            control=control.sub(c / channels, (c + 1) / channels), device=opts.device,
+                            strength=opts.strength, seed=opts.seed, warnings=warnings)
+        y = _run_2d(method, x, axis, ctx, opts.slice_batch) if mode == "2d" else _run_3d(method, x, ctx)
         y = norm.inverse(y)
         if volume.is_color:
             out[..., c] = y
@@ -155,8 +151,8 @@ def denoise_volume(
     control.step(1.0, f"{method.name}: done")
     seconds = time.perf_counter() - t0
     result = volume.with_array(out, method=method.name)
-    warnings = list(getattr(method, "warnings", ())[warned:])
-    return DenoiseResult(result, method.name, mode, axis, device, seconds, noises, normalizers, warnings)
+    return DenoiseResult(result, method.name, mode, axis, opts.device, seconds, noises, normalizers,
+                         warnings, dataclasses.replace(opts, mode=mode))
 
 
 def _checked(block_out: np.ndarray, shape: tuple, method: Method) -> np.ndarray:
@@ -174,11 +170,10 @@ def _run_2d(method: Method, x: np.ndarray, axis: int, ctx: MethodContext, slice_
     control = ctx.control
     for start in range(0, n, batch):
         stop = min(n, start + batch)
-        ctx.control = control.sub(start / n, stop / n)
-        ctx.control.step(0.0, f"{method.name}: slices {start + 1}-{stop} of {n}")
+        sub = ctx.with_control(control.sub(start / n, stop / n))
+        sub.control.step(0.0, f"{method.name}: slices {start + 1}-{stop} of {n}")
         block = np.ascontiguousarray(slices[start:stop])
-        out[start:stop] = _checked(method.apply(block, ctx), block.shape, method)
-    ctx.control = control
+        out[start:stop] = _checked(method.apply(block, sub), block.shape, method)
     control.step(1.0, f"{method.name}: {n} slices")
     return np.moveaxis(out, 0, axis)
 

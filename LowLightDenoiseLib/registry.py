@@ -1,4 +1,6 @@
-"""The model registry: which trained models exist, where their weights are, and how to get them.
+"""The model registry, a catalogue: which trained models exist, where their weights are, how to get them.
+
+It builds no methods (that is :func:`~.methods.get_method`); it imports neither torch nor the methods.
 
 ``Resources/Models.json`` (or the file named by ``LOWLIGHTDENOISE_REGISTRY``, or a ``registry=``
 argument) lists each model: name, version, 2D/3D, modalities, architecture and its arguments, input
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .errors import CancelledError, DownloadError, InputError, ModelNotAvailableError
+from .models.spec import ModelSpec
 from .progress import CancelToken, ProgressCallback
 from .resources import resources_dir
 
@@ -55,37 +58,32 @@ USER_AGENT = "lowlightdenoise-model-download"
 _REQUIRED = ("name", "version", "spatial_dims", "architecture", "category", "file", "sha256", "size")
 
 
+#: fields of a registry entry that describe the model itself (the rest say where its weights are and what
+#: is known about it); they build its :class:`~.models.spec.ModelSpec`
+SPEC_FIELDS = ("name", "architecture", "spatial_dims", "network", "input", "category", "title", "version",
+               "min_size")
+
+
 @dataclasses.dataclass
 class ModelEntry:
-    """One model of the registry, as written in ``Models.json``."""
+    """One model of the registry, as written in ``Models.json``: its spec and the facts about its weights."""
 
-    name: str
-    version: str
-    spatial_dims: int
-    architecture: str
-    category: str
+    spec: ModelSpec
     file: str
     sha256: str
     size: int
-    title: str = ""
     modalities: List[str] = dataclasses.field(default_factory=list)
-    network: Dict[str, Any] = dataclasses.field(default_factory=dict)
-    input: Dict[str, Any] = dataclasses.field(default_factory=dict)
-    min_size: int = 8
     url: str = ""
     licence: str = ""
     training: Dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: Dict[str, Any] = dataclasses.field(default_factory=dict)
     model_card: str = ""
+    #: former names that still find this model (old scenes, scripts and tables)
+    aliases: List[str] = dataclasses.field(default_factory=list)
 
     @property
-    def spec(self) -> Any:
-        """The :class:`~.methods.learned.ModelSpec` that builds this model's network."""
-        from .methods.learned import ModelSpec
-
-        return ModelSpec(name=self.name, architecture=self.architecture, spatial_dims=self.spatial_dims,
-                         network=self.network, input=self.input, category=self.category,
-                         title=self.title, version=self.version, min_size=self.min_size)
+    def name(self) -> str:
+        return self.spec.name
 
 
 @dataclasses.dataclass
@@ -117,8 +115,8 @@ def _parse_entry(raw: Any, where: Path) -> ModelEntry:
     missing = [k for k in _REQUIRED if k not in raw]
     if missing:
         raise InputError(f"Model {name!r} in {where} lacks {', '.join(missing)}.")
-    fields = {f.name for f in dataclasses.fields(ModelEntry)}
-    unknown = sorted(set(raw) - fields)
+    facts = {f.name for f in dataclasses.fields(ModelEntry)} - {"spec"}
+    unknown = sorted(set(raw) - facts - set(SPEC_FIELDS))
     if unknown:
         raise InputError(f"Model {name!r} in {where} has unknown field(s) {', '.join(unknown)}.")
     sha = str(raw["sha256"]).lower()
@@ -128,12 +126,11 @@ def _parse_entry(raw: Any, where: Path) -> ModelEntry:
         raise InputError(f"Model {name!r} in {where} has an invalid size (a positive number of bytes).")
     if Path(str(raw["file"])).name != raw["file"]:
         raise InputError(f"Model {name!r} in {where}: 'file' must be a plain file name, not a path.")
-    entry = ModelEntry(**dict(raw, sha256=sha))
     try:
-        entry.spec  # validates spatial_dims, category and the input configuration
-    except ValueError as error:
+        spec = ModelSpec(**{k: raw[k] for k in SPEC_FIELDS if k in raw})
+    except (TypeError, ValueError) as error:
         raise InputError(f"The model registry {where} is invalid: {error}") from error
-    return entry
+    return ModelEntry(spec=spec, **{k: v for k, v in dict(raw, sha256=sha).items() if k in facts})
 
 
 def load_registry(registry: Optional[PathLike] = None) -> Dict[str, ModelEntry]:
@@ -161,8 +158,26 @@ def load_registry(registry: Optional[PathLike] = None) -> Dict[str, ModelEntry]:
         if entry.name in entries:
             raise InputError(f"Model {entry.name!r} appears twice in the registry {path}.")
         entries[entry.name] = entry
+    aliases = _aliases(entries.values())
+    clash = sorted(set(aliases) & set(entries))
+    if clash:
+        raise InputError(f"The model registry {path} uses {clash[0]!r} as both a name and an alias.")
     _CACHE[path] = (mtime, entries)
     return entries
+
+
+def _aliases(entries: Any) -> Dict[str, str]:
+    """Former name -> current name."""
+    return {alias: entry.name for entry in entries for alias in entry.aliases}
+
+
+def canonical_name(name: str, registry: Optional[PathLike] = None) -> Optional[str]:
+    """The registered name that ``name`` means (case-insensitive; former names included), or None."""
+    entries = load_registry(registry)
+    key = str(name).strip().lower()
+    names = {n.lower(): n for n in entries}
+    names.update({a.lower(): n for a, n in _aliases(entries.values()).items()})
+    return names.get(key)
 
 
 def registered_names(registry: Optional[PathLike] = None) -> List[str]:
@@ -170,16 +185,17 @@ def registered_names(registry: Optional[PathLike] = None) -> List[str]:
 
 
 def is_registered(name: str, registry: Optional[PathLike] = None) -> bool:
-    return str(name) in load_registry(registry)
+    return canonical_name(name, registry) is not None
 
 
 def get_entry(name: str, registry: Optional[PathLike] = None) -> ModelEntry:
-    """The registry entry of ``name``, or one sentence naming the models that exist."""
+    """The registry entry of ``name`` (or a former name), or one sentence naming the models that exist."""
     entries = load_registry(registry)
-    if name not in entries:
+    canonical = canonical_name(name, registry)
+    if canonical is None:
         known = ", ".join(sorted(entries)) or "none"
         raise ModelNotAvailableError(f"No model called {name!r} is registered (registered models: {known}).")
-    return entries[name]
+    return entries[canonical]
 
 
 def cache_dir() -> Path:
@@ -392,7 +408,7 @@ def import_model(name: str, file: PathLike, registry: Optional[PathLike] = None)
         raise InputError(f"The file {source} does not exist.")
     size = source.stat().st_size
     if size != entry.size or sha256_of(source) != entry.sha256:
-        raise InputError(f"{source} is not the weights of model {name!r} version {entry.version}: "
+        raise InputError(f"{source} is not the weights of model {name!r} version {entry.spec.version}: "
                          f"its size or sha256 differs from the registry.")
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -412,11 +428,12 @@ def describe_models(registry: Optional[PathLike] = None) -> List[Dict[str, Any]]
     """One row per registered model, in the shape of ``Method.describe()`` plus registry facts."""
     rows = []
     for name, entry in sorted(load_registry(registry).items()):
+        spec = entry.spec
         rows.append({
-            "name": name, "title": entry.title or f"{entry.architecture} ({entry.spatial_dims}D)",
-            "kind": "learned", "category": entry.category, "spatial_dims": [entry.spatial_dims],
-            "preferred_dims": entry.spatial_dims, "min_size": entry.min_size,
-            "version": entry.version, "architecture": entry.architecture,
+            "name": name, "title": spec.title or f"{spec.architecture} ({spec.spatial_dims}D)",
+            "kind": "learned", "category": spec.category, "spatial_dims": [spec.spatial_dims],
+            "preferred_dims": spec.spatial_dims, "min_size": spec.min_size,
+            "version": spec.version, "architecture": spec.architecture, "aliases": list(entry.aliases),
             "modalities": list(entry.modalities), "size": entry.size, "licence": entry.licence,
             "url": entry.url, "installed": installed(name, registry), "metrics": dict(entry.metrics),
             "training": dict(entry.training), "model_card": entry.model_card,
@@ -424,29 +441,13 @@ def describe_models(registry: Optional[PathLike] = None) -> List[Dict[str, Any]]
     return rows
 
 
-def load_method(name: str, device: str = "cpu", *, registry: Optional[PathLike] = None, download: bool = True,
-                progress: Optional[ProgressCallback] = None, **options: Any) -> Any:
-    """The :class:`~.methods.learned.LearnedMethod` of ``name``, downloading its weights if allowed.
-
-    ``options`` are :class:`~.inference.InferenceSettings` fields (``tile``, ``overlap``, ``amp``...).
-    """
-    from .inference import InferenceSettings
-    from .methods.learned import LearnedMethod
-
-    entry = get_entry(name, registry)
+def weights_path(name: str, progress: Optional[ProgressCallback] = None, *, registry: Optional[PathLike] = None,
+                 download: bool = True) -> Path:
+    """A verified weights file of ``name``: installed, else downloaded when ``download`` allows."""
     found = find_weights(name, registry)
-    if found is None:
-        if not download:
-            raise ModelNotAvailableError(f"Model {name!r} is not installed; {_offline_hint(name)}.")
-        path = download_model(name, progress, registry=registry)
-    else:
-        path = found[1]
-    try:
-        settings = InferenceSettings(**options)
-    except (TypeError, ValueError) as error:
-        raise InputError(f"Invalid option for model {name!r}: {error}") from error
-    if device == "auto":
-        from .pipeline import resolve_device
+    if found is not None:
+        return found[1]
+    if not download:
+        raise ModelNotAvailableError(f"Model {name!r} is not installed; {_offline_hint(name)}.")
+    return download_model(name, progress, registry=registry)
 
-        device = resolve_device(device)
-    return LearnedMethod.from_weights(entry.spec, path, device=device, settings=settings)

@@ -371,7 +371,7 @@ def cut_pair(region: Region, config: PairConfig, input_config: Dict,
     """A random patch of ``region`` as (network input, target), both from the engine's own functions:
     :func:`~LowLightDenoiseLib.methods.learned.prepare_input` and ``prepare_target`` (the target in the
     network's output domain: normalised units, or the rescaled VST domain of a ``vst`` model)."""
-    from LowLightDenoiseLib.methods.learned import prepare_input, prepare_target
+    from LowLightDenoiseLib.models.spec import prepare_input, prepare_target
 
     patch = _patch_shape(config)
     starts = [_crop_start(rng, s, p) for s, p in zip(region.noisy.shape, patch)]

@@ -143,7 +143,8 @@ def classical_denoisers() -> List[str]:
 
 def method_from_run(run_dir: Path) -> Method:
     """A learned method straight from a training run (config + best checkpoint), before export."""
-    from LowLightDenoiseLib.methods.learned import LearnedMethod, ModelSpec
+    from LowLightDenoiseLib.methods.learned import LearnedMethod
+    from LowLightDenoiseLib.models.spec import ModelSpec
     from train.train import load_checkpoint
 
     cfg = json.loads((Path(run_dir) / "config.json").read_text())

@@ -23,8 +23,8 @@ REPO = TRAIN_DIR.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from LowLightDenoiseLib.methods.learned import ModelSpec, save_weights  # noqa: E402
-from LowLightDenoiseLib.networks import count_parameters  # noqa: E402
+from LowLightDenoiseLib.models.spec import ModelSpec, save_weights  # noqa: E402
+from LowLightDenoiseLib.models.networks import count_parameters  # noqa: E402
 from LowLightDenoiseLib.registry import sha256_of  # noqa: E402
 from train.train import load_checkpoint  # noqa: E402
 

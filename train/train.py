@@ -34,7 +34,7 @@ TRAIN_DIR = Path(__file__).resolve().parent
 if str(TRAIN_DIR.parent) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(TRAIN_DIR.parent))
 
-from LowLightDenoiseLib.networks import build_network, count_parameters, initialise_from  # noqa: E402
+from LowLightDenoiseLib.models.networks import build_network, count_parameters, initialise_from  # noqa: E402
 from train.dataset import DATA_DIR, SPLITS, PairConfig, PairDataset, load_scans  # noqa: E402
 from train.config_fields import from_config_dict  # noqa: E402
 from train.losses import DenoiseLoss, LossConfig  # noqa: E402
@@ -129,7 +129,7 @@ class TrainConfig:
 
     def in_channels(self) -> int:
         """Network input channels implied by the input config (image + optional noise map)."""
-        from LowLightDenoiseLib.methods.learned import input_channels
+        from LowLightDenoiseLib.models.spec import input_channels
 
         return int(input_channels(self.input))
 
@@ -151,7 +151,7 @@ def init_weights_path(config: TrainConfig) -> Optional[Path]:
 
 def load_init_weights(model: nn.Module, config: TrainConfig) -> Optional[str]:
     """Initialise ``model`` from ``config.init_weights``; returns a line for the log (None: random start)."""
-    from LowLightDenoiseLib.methods.learned import load_state_dict
+    from LowLightDenoiseLib.models.spec import load_state_dict
 
     path = init_weights_path(config)
     if path is None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -26,14 +26,24 @@ from ..progress import RunControl
 
 @dataclasses.dataclass
 class MethodContext:
-    """What a method may use besides the block itself."""
+    """What a method may use besides the block itself, for one run of the engine.
+
+    A method keeps no state between runs: what it wants to tell the user (an out-of-memory retry, a
+    CPU fallback) goes into ``warnings``, the list the engine created for this run.
+    """
 
     spatial_dims: int
     noise: NoiseProfile
     control: RunControl = dataclasses.field(default_factory=RunControl)
     device: str = "cpu"
-    strength: Optional[float] = None  # user override of the automatic strength (method-specific scale)
+    #: None or 1 the automatic strength, 0 the input unchanged, up to 3 stronger (see :mod:`..options`)
+    strength: Optional[float] = None
     seed: int = 0
+    warnings: List[str] = dataclasses.field(default_factory=list)
+
+    def with_control(self, control: RunControl) -> "MethodContext":
+        """The same context reporting through ``control`` (the warnings list is shared)."""
+        return dataclasses.replace(self, control=control)
 
 
 class Method(abc.ABC):

@@ -18,8 +18,9 @@ variance; ``vst="auto"`` does so when the signal-dependent part ``a * median(x)`
 variance exceeds the constant part ``b``.
 
 ``context.strength`` (or the ``strength`` option) is a multiplier of the automatic strength of
-every method: 1 is the automatic choice, larger smooths (or enhances) more, smaller less, 0 leaves
-a denoiser's input unchanged. What it multiplies is written in each class docstring.
+every method, from 0 to :data:`~LowLightDenoiseLib.options.MAX_STRENGTH`: 1 is the automatic
+choice, larger smooths (or enhances) more, smaller less, 0 leaves a denoiser's input unchanged.
+What it multiplies is written in each class docstring.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..noise import NoiseProfile
+from ..options import check_strength
 from .base import Method, MethodContext
 
 VstOption = Union[str, bool]
@@ -47,9 +49,7 @@ class ClassicalMethod(Method):
     kind = "classical"
 
     def __init__(self, strength: Optional[float] = None) -> None:
-        if strength is not None and (not math.isfinite(float(strength)) or float(strength) < 0):
-            raise InputError(f"The strength of {self.name!r} must be a non-negative number, not {strength}.")
-        self.strength = None if strength is None else float(strength)
+        self.strength = check_strength(strength)
 
     #: names of the parameters the automatic rule returns (each can be fixed by hand as a keyword)
     parameter_names: Tuple[str, ...] = ()
@@ -65,12 +65,8 @@ class ClassicalMethod(Method):
         """The strength multiplier in effect: the constructor's, else the context's, else 1."""
         if self.strength is not None:
             return self.strength
-        if context.strength is not None:
-            value = float(context.strength)
-            if not math.isfinite(value) or value < 0:
-                raise InputError(f"The strength must be a non-negative number, not {context.strength}.")
-            return value
-        return 1.0
+        value = check_strength(context.strength)
+        return 1.0 if value is None else value
 
     def apply(self, block: np.ndarray, context: MethodContext) -> np.ndarray:
         x = _as_float32(block)

@@ -217,8 +217,8 @@ def test_learned_model_gets_architecture_row_speed_and_feature_maps(tmp_path, mo
     table and the first-layer feature-map figure."""
     import hashlib
 
-    from LowLightDenoiseLib.methods.learned import ModelSpec, save_weights
-    from LowLightDenoiseLib.networks import count_parameters
+    from LowLightDenoiseLib.models.spec import ModelSpec, save_weights
+    from LowLightDenoiseLib.models.networks import count_parameters
 
     spec = ModelSpec(name="tiny-2d", architecture="dncnn", spatial_dims=2, network={"features": 6, "depth": 3},
                      input={"noise_map": True}, min_size=8)

@@ -9,10 +9,10 @@ import torch
 from hypothesis import given, settings as hsettings, strategies as st
 
 from LowLightDenoiseLib.errors import CancelledError
-from LowLightDenoiseLib.inference import (
+from LowLightDenoiseLib.models.inference import (
     GiB, InferenceSettings, TilePlan, activation_elements_per_voxel, available_memory, infer,
     is_out_of_memory, memory_budget, plan_tiles, shrink, windows_per_image)
-from LowLightDenoiseLib.networks import build_network
+from LowLightDenoiseLib.models.networks import build_network
 from LowLightDenoiseLib.progress import CancelToken, RunControl
 
 torch.set_num_threads(1)

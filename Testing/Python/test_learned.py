@@ -8,10 +8,10 @@ import torch
 from hypothesis import given, settings as hsettings, strategies as st
 
 from LowLightDenoiseLib.errors import CancelledError, InputError, ModelNotAvailableError
-from LowLightDenoiseLib.inference import InferenceSettings
-from LowLightDenoiseLib.methods.learned import (
-    LearnedMethod, ModelSpec, finish_output, input_channels, load_state_dict, prepare_input, prepare_target,
-    save_weights,
+from LowLightDenoiseLib.models.inference import InferenceSettings
+from LowLightDenoiseLib.methods.learned import LearnedMethod
+from LowLightDenoiseLib.models.spec import (
+    ModelSpec, finish_output, input_channels, load_state_dict, prepare_input, prepare_target, save_weights,
     validate_input_config)
 from LowLightDenoiseLib.noise import NoiseProfile
 from LowLightDenoiseLib.pipeline import denoise_volume
@@ -150,7 +150,7 @@ def test_every_architecture_runs_on_the_real_ct_crop(ct_volume, arch, dims, tmp_
     assert out.array.shape == before.shape and out.array.dtype == np.float32
     assert out.same_geometry(ct_volume) and np.isfinite(out.array).all()
     np.testing.assert_array_equal(ct_volume.array, before)
-    assert method.last_report.device == "cpu" and not method.warnings
+    assert method.last_report.device == "cpu" and not result.warnings
     # the same weights saved and loaded give the same numbers (deterministic, no pickling)
     path = save_weights(tmp_path / "w.safetensors", method.network, method.spec)
     again = LearnedMethod.from_weights(method.spec, path, settings=InferenceSettings(tile=64))
@@ -166,8 +166,9 @@ def test_strength_blends_input_and_output(ct_volume):
     np.testing.assert_allclose(none, src, atol=0.05)
     np.testing.assert_allclose(half, 0.5 * (src + full), atol=0.05)
     assert np.abs(full - src).max() > 1.0
-    with pytest.raises(InputError, match="blend factor"):
-        denoise_volume(ct_volume, method, device="cpu", strength=1.5)
+    for bad in (-0.1, 3.01, float("nan"), "strong", True):
+        with pytest.raises(InputError, match="strength must be a number from 0"):
+            denoise_volume(ct_volume, method, device="cpu", strength=bad)
 
 
 def test_two_d_model_refuses_three_d_mode_and_three_d_model_needs_slices(ct_volume, xray_path):
@@ -245,7 +246,7 @@ def test_out_of_memory_retries_reach_the_engine_result(ct_volume):
 
 def _slab_and_its_2d_model(seed=0, neighbours=2):
     """A tiny 2D unet (random weights) and a slab_unet started from it."""
-    from LowLightDenoiseLib.networks import initialise_from
+    from LowLightDenoiseLib.models.networks import initialise_from
 
     features = [4, 4, 4, 4, 4, 4]
     flat = ModelSpec(name="tiny-2d", architecture="unet", spatial_dims=2, network={"features": features, "norm": None},
@@ -320,8 +321,9 @@ def test_a_slab_model_runs_a_volume_a_few_slices_at_a_time_with_the_result_of_on
     assert np.abs(one.volume.array - ct_volume.array).max() > 1.0
 
 
-def test_ensemble_is_the_mean_over_flipped_and_rotated_inputs_mapped_back():
+def test_flip_averaging_is_the_mean_over_flipped_and_rotated_inputs_mapped_back():
     from LowLightDenoiseLib.methods.base import MethodContext
+    from LowLightDenoiseLib.methods.wrappers import FlipAveraging
 
     flat, net2d, slab, net3d = _slab_and_its_2d_model(seed=3)
     with torch.no_grad():
@@ -339,16 +341,43 @@ def test_ensemble_is_the_mean_over_flipped_and_rotated_inputs_mapped_back():
             out = single.apply(np.ascontiguousarray(view), context)
             out = out[:, :, ::-1] if mirrored else out
             expected.append(np.rot90(out, -turns, axes=(1, 2)))
-        four = LearnedMethod(spec, net, settings=InferenceSettings(tile=256, ensemble=4)).apply(block, context)
+        four = FlipAveraging(single, 4).apply(block, context)
         assert four.shape == block.shape
         np.testing.assert_allclose(four, np.mean(expected, axis=0), atol=1e-5)
         assert np.abs(four - expected[0]).max() > 1e-4  # the network is not symmetric: averaging changed it
-    with pytest.raises(ValueError, match="ensemble must be one of 1, 2, 4, 8"):
-        InferenceSettings(ensemble=3)
+    with pytest.raises(ValueError, match="count must be one of 1, 2, 4, 8"):
+        FlipAveraging(single, 3)
+
+
+def test_the_engine_averages_flips_for_a_learned_model_and_records_it(ct_volume):
+    flat, net2d, _, _ = _slab_and_its_2d_model(seed=5)
+    method = LearnedMethod(flat, net2d, settings=InferenceSettings(tile=256))
+    one = denoise_volume(ct_volume, method, device="cpu")
+    two = denoise_volume(ct_volume, method, device="cpu", flips=2)
+    assert two.options.flips == 2 and two.summary()["flips"] == 2 and "flips" not in one.summary()
+    assert two.method == one.method == flat.name
+    assert np.abs(two.volume.array - one.volume.array).max() > 1e-3
+
+
+def test_strength_above_one_makes_a_learned_model_smooth_more(ct_volume):
+    """One meaning for every method: 0 input, 1 automatic, more than 1 stronger (less noise left)."""
+    from LowLightDenoiseLib.degrade import LowLight, simulate_volume
+    from LowLightDenoiseLib.metrics import noise_sigma
+    from LowLightDenoiseLib.methods import get_method
+
+    noisy = simulate_volume(ct_volume, LowLight(peak=100.0, read_noise=1.0), seed=3)
+    method = get_method("default-2d", device="cpu")
+    sigmas = [noise_sigma(denoise_volume(noisy, method, device="cpu", strength=s).volume.array)
+              for s in (0.5, 1.0, 2.0, 3.0)]
+    assert sigmas[0] > sigmas[1] > sigmas[2] > sigmas[3], sigmas
+    zero = denoise_volume(noisy, method, device="cpu", strength=0).volume.array
+    np.testing.assert_allclose(zero, noisy.array, atol=1e-3 * float(np.ptp(noisy.array)))
+    with pytest.raises(InputError, match="from 0"):
+        denoise_volume(noisy, method, device="cpu", strength=3.5)
 
 
 def test_slab_unet_is_3d_only_and_refuses_2d_weights_of_another_shape():
-    from LowLightDenoiseLib.networks import build_network, initialise_from
+    from LowLightDenoiseLib.models.networks import build_network, initialise_from
 
     with pytest.raises(ValueError, match="spatial_dims must be 3"):
         build_network("slab_unet", 2, 2, features=[4] * 6)

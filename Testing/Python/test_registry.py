@@ -13,8 +13,9 @@ import torch
 
 from LowLightDenoiseLib import registry
 from LowLightDenoiseLib.errors import DownloadError, InputError, ModelNotAvailableError
-from LowLightDenoiseLib.methods import get_method
-from LowLightDenoiseLib.methods.learned import LearnedMethod, ModelSpec, save_weights
+from LowLightDenoiseLib.methods import get_method, load_model
+from LowLightDenoiseLib.methods.learned import LearnedMethod
+from LowLightDenoiseLib.models.spec import ModelSpec, save_weights
 
 torch.set_num_threads(1)
 
@@ -205,9 +206,9 @@ def test_models_folder_from_the_environment_is_used_first(weights, env, monkeypa
     body, spec = weights
     reg = write_registry(env, body, spec)
     with pytest.raises(ModelNotAvailableError, match="models import"):
-        registry.load_method(NAME, registry=reg, download=False)
+        load_model(NAME, registry=reg, download=False)
     with pytest.raises(ModelNotAvailableError, match="no download address"):
-        registry.load_method(NAME, registry=reg)
+        load_model(NAME, registry=reg)
     folder = env / "shared-models"
     folder.mkdir()
     (folder / "tiny-dncnn-0.1.safetensors").write_bytes(body)

@@ -17,7 +17,7 @@ import SimpleITK as sitk
 import torch
 
 from LowLightDenoiseLib.degrade import LowLight, simulate_volume
-from LowLightDenoiseLib.methods.learned import finish_output, prepare_input, prepare_target
+from LowLightDenoiseLib.models.spec import finish_output, prepare_input, prepare_target
 from LowLightDenoiseLib.noise import estimate_noise
 from LowLightDenoiseLib.normalize import Normalizer
 from LowLightDenoiseLib.volume import Volume
@@ -365,7 +365,7 @@ def test_slice_thickness_in_millimetres_follows_each_volume_s_slice_spacing(tiny
 
 
 def test_a_slab_model_trains_from_2d_weights_and_wrong_weights_are_refused(tiny_data, tmp_path):
-    from LowLightDenoiseLib.methods.learned import ModelSpec, save_weights
+    from LowLightDenoiseLib.models.spec import ModelSpec, save_weights
 
     folder, splits = tiny_data
     flat = ModelSpec(name="flat", architecture="unet", spatial_dims=2,

@@ -33,7 +33,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 import torch
 from monai.inferers import sliding_window_inference
 
-from .progress import RunControl
+from ..progress import RunControl
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,6 @@ Predictor = Callable[[torch.Tensor], torch.Tensor]
 PredictorFactory = Callable[[str], Predictor]
 #: what tile sides must be a multiple of: one number for every axis, or one per spatial axis
 Multiple = Union[int, Sequence[int]]
-#: allowed ``InferenceSettings.ensemble`` values
-ENSEMBLE_SIZES = (1, 2, 4, 8)
-#: the in-plane flips/rotations of test-time averaging, in the order they are added: (quarter turns, mirrored)
-DIHEDRAL = ((0, False), (2, True), (1, False), (3, True), (2, False), (0, True), (3, False), (1, True))
 
 
 @dataclasses.dataclass
@@ -65,9 +61,6 @@ class InferenceSettings:
     min_tile: int = 16  #: smallest tile edge the retries go down to
     max_sw_batch: int = 64  #: most windows in one network call
     cpu_fallback: bool = True  #: after GPU out-of-memory at the smallest tile, finish on the CPU
-    #: test-time averaging: the mean of the outputs for this many in-plane flips/rotations of the input
-    #: (1, 2, 4 or 8; each one a full pass, so 8 takes 8 times as long)
-    ensemble: int = 1
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.overlap) < 1.0:
@@ -76,9 +69,6 @@ class InferenceSettings:
             raise ValueError(f"blend must be 'gaussian' or 'constant', not {self.blend!r}.")
         if self.tile is not None and int(self.tile) < 1:
             raise ValueError(f"tile must be a positive number of pixels, not {self.tile}.")
-        if self.ensemble not in ENSEMBLE_SIZES:
-            raise ValueError(f"ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))} "
-                             f"(flips/rotations averaged), not {self.ensemble!r}.")
 
 
 @dataclasses.dataclass(frozen=True)

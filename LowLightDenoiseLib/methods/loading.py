@@ -1,0 +1,73 @@
+"""Every method found by name: classical methods by their short name, learned models from the registry.
+
+This is where a registered model becomes a method (its weights found or downloaded, its network
+built); the registry itself is only a catalogue.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from ..errors import InputError
+from ..options import resolve_device
+from ..progress import ProgressCallback
+from .base import Method
+
+
+def classical_method_names() -> List[str]:
+    from .classical import CLASSICAL_METHODS
+
+    return sorted(CLASSICAL_METHODS)
+
+
+def load_model(name: str, device: str = "cpu", *, registry: Any = None, download: bool = True,
+               progress: Optional[ProgressCallback] = None, **settings: Any) -> Method:
+    """The :class:`~.learned.LearnedMethod` of registered model ``name`` on ``device`` (``auto``, ``cpu``, ``cuda:N``).
+
+    Its weights are downloaded (and verified) when not installed and ``download`` allows; ``settings`` are
+    :class:`~..models.inference.InferenceSettings` fields (``tile``, ``overlap``, ``amp``...).
+    """
+    from .. import registry as catalogue
+    from ..models.inference import InferenceSettings
+    from .learned import LearnedMethod
+
+    device = resolve_device(device)
+    entry = catalogue.get_entry(name, registry)
+    path = catalogue.weights_path(entry.name, progress, registry=registry, download=download)
+    try:
+        inference = InferenceSettings(**settings)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"Invalid option for model {entry.name!r}: {error}") from error
+    return LearnedMethod.from_weights(entry.spec, path, device=device, settings=inference)
+
+
+def get_method(name: Any, *, device: str = "cpu", **options: Any) -> Method:
+    """The method called ``name`` (case-insensitive): a classical method or a registered model.
+
+    ``options`` go to the classical method's constructor (``strength``, ``calibrate``, its parameters)
+    or to :func:`load_model`. A :class:`Method` is returned as it is.
+    """
+    from .. import registry as catalogue
+    from .classical import CLASSICAL_METHODS
+
+    if isinstance(name, Method):
+        return name
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"A method name must be a non-empty text, not {name!r}.")
+    key = name.strip().lower()
+    if key in CLASSICAL_METHODS:
+        return CLASSICAL_METHODS[key](**options)
+    canonical = catalogue.canonical_name(key)
+    if canonical is not None:
+        return load_model(canonical, device=device, **options)
+    known = ", ".join(classical_method_names() + catalogue.registered_names())
+    raise InputError(f"Unknown method {name.strip()!r}; choose one of: {known}.")
+
+
+def list_methods() -> List[Dict[str, Any]]:
+    """Descriptions of all classical methods and registered models (installed or not)."""
+    from .. import registry as catalogue
+    from .classical import CLASSICAL_METHODS
+
+    rows = [cls().describe() for _, cls in sorted(CLASSICAL_METHODS.items())]
+    rows.extend(catalogue.describe_models())
+    return rows
