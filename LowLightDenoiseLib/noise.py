@@ -21,13 +21,16 @@ import math
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
 
 from .errors import InputError, LowLightDenoiseError
 from .resources import resources_dir
+
+if TYPE_CHECKING:
+    from .volume import Volume
 
 #: Where the fitted classifier parameters are read from.
 CLASSIFIER_PATH = resources_dir() / "NoiseClassifier.json"
@@ -333,3 +336,38 @@ def classify_noise(array: np.ndarray, classifier_path: Optional[Path] = None) ->
         probabilities={str(k): float(p) for k, p in zip(labels, probs)},
         features={k: float(f) for k, f in zip(FEATURE_NAMES, feats)},
     )
+
+
+def noise_report(volume: "Volume") -> List[Dict[str, object]]:
+    """Per channel of ``volume``: the noise in physical units and in the engine's normalised units, and its type.
+
+    Physical units follow from the engine's normalisation ``x = (X - low) / scale``: ``sigma_X =
+    scale * sigma_x`` and ``var_X(X) = a * scale * X + (b * scale**2 - a * scale * low)``. This is what
+    ``lowlightdenoise estimate-noise`` prints and what any front end can show.
+    """
+    from .normalize import Normalizer
+    from .volume import validate_values
+
+    validate_values(volume.array)
+    rows: List[Dict[str, object]] = []
+    for c in range(volume.channels):
+        chan = volume.array[..., c] if volume.is_color else volume.array
+        norm = Normalizer.fit(chan)
+        x = norm.forward(chan)
+        prof = estimate_noise(x)
+        cls = classify_noise(x)
+        s, lo = norm.scale, norm.low
+        rows.append({
+            "channel": c,
+            "sigma": prof.sigma * s,
+            "a": prof.a * s,
+            "b": prof.b * s * s - prof.a * s * lo,
+            "sigma_normalized": prof.sigma,
+            "a_normalized": prof.a,
+            "b_normalized": prof.b,
+            "normalization_low": lo,
+            "normalization_high": norm.high,
+            "noise_type": cls.label,
+            "probabilities": {k: float(v) for k, v in dict(cls.probabilities).items()},
+        })
+    return rows

@@ -59,8 +59,7 @@ def test_simulate_denoise_evaluate_on_the_real_ct_crop_improves_psnr(capsys, wor
     assert code == 0, err
     with open(work / "m.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["image"] for r in rows] == ["input", "output"]
-    assert rows[1]["method"] == FAST and rows[1]["mode"] == "2d"
+    assert [r["method"] for r in rows] == ["(input)", FAST] and rows[1]["mode"] == "2d"
     assert float(rows[1]["psnr"]) > float(rows[0]["psnr"]) + 3
     assert float(rows[1]["ssim"]) > float(rows[0]["ssim"])
     assert float(rows[1]["noise_reduction"]) > 2
@@ -241,10 +240,10 @@ def _bad_case(name: str, work: Path):
         return ["denoise", ct, work / "out.nrrd", "--method", FAST, "--reference", work / "small_ref.nrrd"], "size"
     if name == "bad metrics extension":
         return ["denoise", ct, work / "out.nrrd", "--method", FAST, "--metrics", work / "m.txt"], ".csv or .json"
-    if name == "ensemble of a classical method":
-        return ["denoise", ct, work / "out.nrrd", "--method", FAST, "--ensemble", 8], "learned models only"
-    if name == "bad ensemble size":
-        return ["denoise", ct, work / "out.nrrd", "--method", FAST, "--ensemble", 3], "invalid choice"
+    if name == "strength out of range":
+        return ["denoise", ct, work / "out.nrrd", "--method", FAST, "--strength", "1e308"], "strength must be"
+    if name == "bad flips count":
+        return ["denoise", ct, work / "out.nrrd", "--method", FAST, "--flips", 3], "invalid choice"
     if name == "usage error":
         return ["denoise", ct], "required"
     raise AssertionError(name)
@@ -252,8 +251,8 @@ def _bad_case(name: str, work: Path):
 
 BAD_CASES = ["missing file", "unsupported format", "4D input", "NaN values", "Inf values", "constant image",
              "too small", "too thin for 3D", "unavailable model", "unknown method", "output exists", "output is input",
-             "reference of another size", "bad metrics extension", "ensemble of a classical method",
-             "bad ensemble size", "usage error"]
+             "reference of another size", "bad metrics extension", "strength out of range",
+             "bad flips count", "usage error"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -288,16 +287,37 @@ def test_python_dash_m_runs_the_same_command_line(tmp_path: Path, ct_path: Path)
     assert "Traceback" not in done.stderr
 
 
-def test_ensemble_averages_a_learned_model_over_flips_and_keeps_the_input(capsys, work: Path):
+def test_flips_average_any_method_and_the_table_says_so(capsys, work: Path):
     ct = work / "ct.nrrd"
     before = ct.read_bytes()
-    assert run(capsys, "denoise", ct, work / "one.nrrd", "--method", "default-2d", "--dtype", "float32", "-q")[0] == 0
-    code, out, err = run(capsys, "denoise", ct, work / "two.nrrd", "--method", "default-2d", "--ensemble", 2,
-                         "--dtype", "float32", "--metrics", work / "m.json", "-q")
-    assert code == 0, err
-    assert json.loads((work / "m.json").read_text())[0]["ensemble"] == 2  # the table says how it was run
-    one = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "one.nrrd")))
-    two = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "two.nrrd")))
-    assert one.shape == two.shape
-    assert 0 < np.abs(one - two).max() < 0.2 * (one.max() - one.min())  # another estimate of the same image
+    for method in ("default-2d", FAST):  # a learned model and a classical filter, the same option
+        assert run(capsys, "denoise", ct, work / f"{method}-1.nrrd", "--method", method, "--dtype", "float32",
+                   "-q")[0] == 0
+        code, out, err = run(capsys, "denoise", ct, work / f"{method}-2.nrrd", "--method", method, "--flips", 2,
+                             "--dtype", "float32", "--metrics", work / f"{method}.json", "-q")
+        assert code == 0, err
+        assert json.loads((work / f"{method}.json").read_text())[0]["flips"] == 2  # the table says how it ran
+        one = sitk.GetArrayFromImage(sitk.ReadImage(str(work / f"{method}-1.nrrd")))
+        two = sitk.GetArrayFromImage(sitk.ReadImage(str(work / f"{method}-2.nrrd")))
+        assert one.shape == two.shape
+        assert 0 < np.abs(one - two).max() < 0.2 * (one.max() - one.min())  # another estimate of the same image
+    code, _, err = run(capsys, "denoise", ct, work / "old.nrrd", "--method", FAST, "--ensemble", 2, "-q")
+    assert code == 0, err  # the former option name still works
     assert ct.read_bytes() == before
+
+
+def test_methods_lists_every_classical_and_learned_method_and_names_ignore_case(capsys, work: Path):
+    from LowLightDenoiseLib.methods.classical import CLASSICAL_METHODS
+
+    code, out, err = run(capsys, "methods", "--json")
+    assert code == 0, err
+    listed = {row["name"]: row for row in json.loads(out)}
+    assert set(CLASSICAL_METHODS) < set(listed) and {"default-2d", "volume-2.5d", "enhance-2d"} < set(listed)
+    assert all(row["title"] for row in listed.values())
+    code, _, err = run(capsys, "denoise", work / "ct.nrrd", work / "o.nrrd", "--method", FAST.upper(), "-q")
+    assert code == 0, err
+    with pytest.raises(SystemExit):
+        cli.main(["denoise", "--help"])
+    assert "lowlightdenoise methods" in " ".join(capsys.readouterr().out.split())
+
+

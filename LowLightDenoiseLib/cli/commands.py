@@ -1,0 +1,315 @@
+"""The subcommands: each reads its arguments, checks every output location first, runs the library, prints.
+
+Every user error (a missing or unreadable file, a 4D image, NaN values, a constant image, an image too
+small for the method, a model that is not available, an output that exists or is the input) raises a
+:class:`~..errors.LowLightDenoiseError` whose sentence :func:`..cli.main` prints; nothing is written
+before the computation finished, and then atomically (``io.write_volume``, ``tables.write_table``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from .. import DEFAULT_METHOD
+from ..errors import InputError
+from ..options import RunOptions
+from ..tables import format_table, plain, table_format, table_text, write_table
+from .console import Console, Parser
+from .parser import PROG
+
+#: Command-line flag -> degradation parameter (only the flags a user gives are passed on).
+DEGRADATION_FLAGS = {"brightness": "brightness", "gamma": "gamma", "peak": "peak", "read_noise": "read_noise",
+                     "sigma": "sigma", "amount": "amount", "salt_fraction": "salt_fraction", "length": "length"}
+
+
+# --------------------------------------------------------------------------------------------------
+# inputs and outputs
+
+
+def _read(path: str):
+    from ..io import read_volume
+
+    return read_volume(path)
+
+
+def _check_new_file(path: str, overwrite: bool, what: str = "The output file") -> None:
+    """Refuse early (before any computation) an output that exists or whose folder is missing."""
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise InputError(f"{what} {path} already exists; use --overwrite to replace it.")
+    if p.is_dir():
+        raise InputError(f"{what} {path} is a folder.")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"The folder {parent} of {path} does not exist.")
+
+
+def _check_output_volume_path(input_path: Optional[str], output_path: str, overwrite: bool) -> None:
+    from ..io import same_file, supported_extensions
+
+    if input_path is not None and os.path.exists(output_path) and same_file(input_path, output_path):
+        raise InputError(f"The output {output_path} is the input file; choose another output name.")
+    name = Path(output_path).name.lower()
+    exts = supported_extensions(write=True)
+    if not any(name.endswith(e.lower()) for e in exts):
+        raise InputError(f"Cannot write {output_path}: unsupported file type; use one of {', '.join(exts)}.")
+    _check_new_file(output_path, overwrite)
+
+
+def _check_table_files(args: argparse.Namespace) -> None:
+    for path in (args.csv, args.json):
+        if path and path != "-":
+            _check_new_file(path, args.overwrite, "The table file")
+
+
+def _emit_table(rows: List[Dict[str, Any]], csv_path: Optional[str], json_path: Optional[str]) -> None:
+    """Print the table to stdout and write the requested CSV/JSON files (``-`` = stdout)."""
+    print(format_table(rows))
+    for path, fmt in ((csv_path, "csv"), (json_path, "json")):
+        if path == "-":
+            sys.stdout.write(table_text(rows, fmt))
+        elif path:
+            write_table(path, rows, fmt)
+
+
+def _options(args: argparse.Namespace) -> RunOptions:
+    """The run options of the engine flags, validated once (one sentence per bad value)."""
+    return RunOptions(mode=args.mode, axis=args.axis, device=args.device, strength=args.strength,
+                      seed=getattr(args, "seed", 0), flips=args.flips).validated()
+
+
+# --------------------------------------------------------------------------------------------------
+# subcommands
+
+
+def cmd_denoise(args: argparse.Namespace, console: Console) -> int:
+    from ..evaluation import run_methods
+    from ..io import write_volume
+
+    _check_output_volume_path(args.input, args.output, args.overwrite)
+    fmt = table_format(args.metrics) if args.metrics else None
+    if args.metrics:
+        _check_new_file(args.metrics, args.overwrite, "The metrics file")
+    options = _options(args)
+    volume = _read(args.input)
+    reference = _read(args.reference) if args.reference else None
+    method = args.method or DEFAULT_METHOD
+    with console.progress(f"denoise ({method})") as bar:
+        done = run_methods(volume, [method], options, reference=reference, data_range=args.data_range,
+                           progress=bar)
+    result = done.outcomes[0].result
+    write_volume(result.volume, args.output, overwrite=args.overwrite, dtype=args.dtype)
+    if args.metrics:
+        write_table(args.metrics, done.rows, fmt)
+    console.info(f"Wrote {args.output} ({result.method}, {result.mode}, {result.device}, {result.seconds:.2f} s).")
+    for warning in result.warnings:
+        console.info(f"Note: {warning}")
+    if reference is not None or args.metrics:
+        print(format_table(done.rows))
+    return 0
+
+
+def _degradation_from_args(args: argparse.Namespace):
+    from ..degrade import make_degradation
+
+    params = {p: getattr(args, flag) for flag, p in DEGRADATION_FLAGS.items() if getattr(args, flag) is not None}
+    return make_degradation(args.noise, **params)
+
+
+def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
+    from ..degrade import simulate_volume
+    from ..io import write_volume
+
+    _check_output_volume_path(args.input, args.output, args.overwrite)
+    degradation = _degradation_from_args(args)
+    volume = _read(args.input)
+    degraded = simulate_volume(volume, degradation, seed=args.seed)
+    write_volume(degraded, args.output, overwrite=args.overwrite, dtype=args.dtype)
+    console.info(f"Wrote {args.output} ({degradation.describe()}, seed {args.seed}).")
+    return 0
+
+
+def cmd_estimate_noise(args: argparse.Namespace, console: Console) -> int:
+    from ..noise import noise_report
+
+    volume = _read(args.input)
+    rows = noise_report(volume)
+    if args.json:
+        print(json.dumps(plain({"file": args.input, "units": volume.metadata.get("units"), "channels": rows}),
+                         indent=2))
+        return 0
+    units = volume.metadata.get("units") or "image units"
+    print(f"{args.input}: {'x'.join(map(str, volume.array.shape))}")
+    for r in rows:
+        head = f"channel {r['channel']}: " if volume.channels > 1 else ""
+        probs = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["probabilities"].items(), key=lambda kv: -kv[1]))
+        print(f"{head}noise sigma {r['sigma']:.4g} {units} ({r['sigma_normalized']:.4g} normalised)")
+        print(f"{head}Poisson-Gaussian variance = a*x + b: a = {r['a']:.4g}, b = {r['b']:.4g} ({units}); "
+              f"normalised a = {r['a_normalized']:.4g}, b = {r['b_normalized']:.4g}")
+        print(f"{head}noise type: {r['noise_type']} ({probs})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
+    from ..evaluation import check_reference
+    from ..metrics import no_reference_metrics, noise_sigma, reference_metrics
+
+    _check_table_files(args)
+    reference = _read(args.reference)
+    source = _read(args.input) if args.input else None
+    if source is not None:
+        check_reference(source, reference)
+    rows = []
+    for path in args.outputs:
+        out = _read(path)
+        check_reference(out, reference, f"image {path}")
+        row: Dict[str, Any] = {"image": path}
+        row.update(reference_metrics(out, reference, args.data_range, axis=args.axis))
+        if source is not None:
+            row.update(no_reference_metrics(source, out, axis=args.axis))
+        else:
+            row["noise_sigma"] = noise_sigma(out.array, channel_axis=-1 if out.is_color else None)
+        rows.append(row)
+    _emit_table(rows, args.csv, args.json)
+    return 0
+
+
+def _output_name(input_path: str, method: str, out_dir: str, ext: Optional[str]) -> str:
+    """``OUT_DIR/<input stem>_<method><ext>``: the input's file type, NRRD for DICOM input, or ``ext``."""
+    from ..io import file_format, supported_extensions
+
+    name = Path(input_path.rstrip("/\\")).name
+    lower = name.lower()
+    suffix = next((e for e in sorted(supported_extensions(), key=len, reverse=True) if lower.endswith(e.lower())), "")
+    stem = name[: len(name) - len(suffix)] if suffix else name
+    if ext:
+        suffix = ext if ext.startswith(".") else "." + ext
+    elif not suffix or file_format(name) == "dicom":
+        suffix = ".nrrd"
+    return str(Path(out_dir) / f"{stem}_{method}{suffix}")
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from ..evaluation import run_methods
+    from ..io import write_volume
+    from ..methods import list_methods
+
+    if args.methods:
+        names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    else:
+        names = [d["name"] for d in list_methods() if d.get("kind") == "classical" and d.get("category") == "denoise"]
+    if not names:
+        raise InputError("Give at least one method with --methods.")
+    _check_table_files(args)
+    options = _options(args)
+    outputs: Dict[str, str] = {}
+    if args.output_dir:
+        if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+            raise InputError(f"The output folder {args.output_dir} is a file.")
+        for name in names:
+            outputs[name] = _output_name(args.input, name, args.output_dir, args.format)
+            if os.path.isdir(args.output_dir):
+                _check_output_volume_path(args.input, outputs[name], args.overwrite)
+    volume = _read(args.input)
+    reference = _read(args.reference) if args.reference else None
+    bars: List[Any] = []
+
+    def bar_for(i: int, name: str) -> Callable[[float, str], None]:
+        if bars:
+            bars[-1].__exit__(None, None, None)
+        bars.append(console.progress(f"[{i + 1}/{len(names)}] {name}").__enter__())
+        return bars[-1]
+
+    try:
+        done = run_methods(volume, names, options, reference=reference, data_range=args.data_range, on_start=bar_for)
+    finally:
+        if bars:
+            bars[-1].__exit__(None, None, None)
+    if outputs:
+        os.makedirs(args.output_dir, exist_ok=True)
+        for name, outcome in zip(names, done.outcomes):
+            write_volume(outcome.volume, outputs[name], overwrite=args.overwrite, dtype=args.dtype)
+            console.info(f"Wrote {outputs[name]}")
+    _emit_table(done.rows, args.csv, args.json)
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace, console: Console) -> int:
+    from ..methods import list_methods
+
+    rows = [{"name": d["name"], "kind": d.get("kind"), "category": d.get("category"),
+             "dims": ",".join(f"{n}D" for n in d.get("spatial_dims", [])),
+             "installed": ("yes" if d.get("installed") else "no") if d.get("kind") == "learned" else "-",
+             "title": d.get("title")} for d in list_methods()]
+    if args.json:
+        print(json.dumps(plain(rows), indent=2))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, console: Console) -> int:
+    from .. import registry
+
+    if args.models_command == "list":
+        models = registry.describe_models()
+        if args.json:
+            print(json.dumps(plain(models), indent=2, default=str))
+            return 0
+        if not models:
+            print(f"No models are registered in {registry.registry_path()}.")
+            return 0
+        rows = [{"name": d["name"], "version": d.get("version"),
+                 "dims": ",".join(f"{n}D" for n in d.get("spatial_dims", [])),
+                 "category": d.get("category"), "modalities": ",".join(d.get("modalities") or []) or None,
+                 "size_mb": (d["size"] / 1e6) if d.get("size") else None,
+                 "installed": "yes" if d.get("installed") else "no", "title": d.get("title")} for d in models]
+        print(format_table(rows))
+        return 0
+    if args.models_command == "download":
+        names = registry.registered_names() if args.all else args.names
+        if not names:
+            raise InputError("Name the models to download, or use --all.")
+        for name in names:
+            with console.progress(f"download {name}") as bar:
+                path = registry.download_model(name, progress=bar)
+            console.info(f"{name}: {path}")
+        return 0
+    if args.models_command == "verify":
+        names = args.names or registry.registered_names()
+        bad = []
+        for name in names:
+            status = registry.verify_model(name)
+            print(status.message)
+            entry = registry.get_entry(name)
+            has_copy = any((folder / entry.file).is_file() for _, folder in registry.search_dirs())
+            if not status.installed and (args.names or has_copy):
+                bad.append(name)
+        if bad:
+            raise InputError(f"{len(bad)} of {len(names)} model(s) are not installed or do not match their "
+                             f"sha256: {', '.join(bad)}.")
+        return 0
+    path = registry.import_model(args.name, args.file)
+    console.info(f"Imported {args.name} into {path}.")
+    return 0
+
+
+def cmd_benchmark(argv: Sequence[str]) -> int:
+    """Hand the arguments to :mod:`.benchmark` (imported only when this subcommand runs)."""
+    from .. import benchmark
+
+    parser = Parser(prog=f"{PROG} benchmark", description="Quality, speed and memory of every method.")
+    benchmark.add_arguments(parser)
+    return int(benchmark.run(parser.parse_args(list(argv))) or 0)
+
+
+
+
+COMMANDS: Dict[str, Callable[[argparse.Namespace, Console], int]] = {
+    "denoise": cmd_denoise, "simulate": cmd_simulate, "estimate-noise": cmd_estimate_noise,
+    "evaluate": cmd_evaluate, "compare": cmd_compare, "methods": cmd_methods, "models": cmd_models,
+}
