@@ -29,11 +29,17 @@ MAX_STRENGTH = 3.0
 DEFAULT_SLICE_BATCH = 16
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``; validates explicit choices."""
+def check_device(device: str) -> str:
+    """The device choice normalised (``auto``, ``cpu``, ``cuda``, ``cuda:N``) or one sentence; imports nothing."""
     device = str(device).strip().lower()
     if device not in DEVICES and not (device.startswith("cuda:") and device[5:].isdigit()):
         raise InputError(f"Unknown device {device!r}; use auto, cuda, cuda:N or cpu.")
+    return device
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``; validates explicit choices."""
+    device = check_device(device)
     if device == "cpu":
         return "cpu"
     try:
@@ -81,8 +87,12 @@ class RunOptions:
     flips: int = 1  #: test-time averaging over this many in-plane flips/rotations (1, 2, 4 or 8)
     slice_batch: int = DEFAULT_SLICE_BATCH  #: 2D slices handed to a method at once
 
-    def validated(self) -> "RunOptions":
-        """A copy with every field checked (one sentence per problem) and ``device`` resolved."""
+    def validated(self, resolve: bool = True) -> "RunOptions":
+        """A copy with every field checked (one sentence per problem) and ``device`` resolved.
+
+        ``resolve=False`` only checks the device's spelling (no torch import: a GUI checks the user's
+        choices on its main thread, the engine resolves the device where the method runs).
+        """
         mode = str(self.mode).strip().lower()
         if mode not in MODES:
             raise InputError(f"Unknown mode {self.mode!r}; use one of {', '.join(MODES)}.")
@@ -96,7 +106,8 @@ class RunOptions:
         batch = _integer(self.slice_batch, "slice batch")
         if batch < 1:
             raise InputError(f"The slice batch must be at least 1, not {self.slice_batch!r}.")
-        return RunOptions(mode=mode, axis=axis, device=resolve_device(self.device),
+        device = resolve_device(self.device) if resolve else check_device(self.device)
+        return RunOptions(mode=mode, axis=axis, device=device,
                           strength=check_strength(self.strength), seed=_integer(self.seed, "seed"),
                           flips=flips, slice_batch=batch)
 
