@@ -33,11 +33,26 @@ INPUT_LABEL = "(input)"
 # one input, several methods
 
 
-def check_reference(volume: Volume, reference: Volume, what: str = "input") -> None:
-    """The reference must have the input's size (one sentence otherwise)."""
+def check_reference(volume: Volume, reference: Volume, what: str = "input", *, force: bool = False) -> Optional[str]:
+    """The reference must lie on the input's voxel grid: same size, spacing, origin and orientation.
+
+    A different size is always refused (one sentence). Another spacing, origin or orientation is refused
+    too, unless ``force``: then the returned sentence is a warning to show (the metrics compare voxel
+    by voxel, which is only meaningful when the two images are the same scan).
+    """
+    from .volume import geometry_difference
+
     if reference.array.shape != volume.array.shape:
         raise InputError(f"The {what} (shape {volume.array.shape}) and the reference (shape "
                          f"{reference.array.shape}) differ in size.")
+    difference = geometry_difference(volume, reference)
+    if difference is None:
+        return None
+    sentence = (f"The reference does not lie on the {what}'s voxel grid ({difference}), so it is probably "
+                "another scan")
+    if not force:
+        raise InputError(f"{sentence}; use --force-reference to measure against it anyway.")
+    return f"{sentence}; measured voxel by voxel anyway."
 
 
 def quality_row(input: Volume, output: Volume, reference: Optional[Volume] = None, *,
@@ -88,6 +103,8 @@ class Comparison:
 
     rows: List[Row]
     outcomes: List[MethodOutcome]
+    #: sentences to show the user (e.g. a reference on another grid, measured anyway)
+    warnings: List[str] = dataclasses.field(default_factory=list)
 
 
 def result_row(input: Volume, result: DenoiseResult, reference: Optional[Volume] = None, *,
@@ -105,16 +122,20 @@ def result_row(input: Volume, result: DenoiseResult, reference: Optional[Volume]
 def run_methods(volume: Volume, methods: Sequence[Union[str, Method]], options: Optional[RunOptions] = None, *,
                 reference: Optional[Volume] = None, data_range: Optional[float] = None,
                 progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
-                on_start: Optional[Callable[[int, str], ProgressCallback]] = None) -> Comparison:
+                on_start: Optional[Callable[[int, str], ProgressCallback]] = None,
+                force_reference: bool = False) -> Comparison:
     """Run every method on ``volume`` with the same options; one row each (plus the input's with a reference).
 
     Every method is found (and a learned one loaded) before any runs, so an unknown name fails first.
     Progress is one fraction over all methods; ``on_start(i, name)`` may instead return a progress
-    callback per method (the command line draws one bar each).
+    callback per method (the command line draws one bar each). A reference on another voxel grid is
+    refused unless ``force_reference`` (see :func:`check_reference`).
     """
     opts = run_options(options)
+    warnings: List[str] = []
     if reference is not None:
-        check_reference(volume, reference)
+        warning = check_reference(volume, reference, force=force_reference)
+        warnings.extend([warning] if warning else [])
     if not methods:
         raise InputError("Give at least one method.")
     loaded = [get_method(m, device=opts.device) for m in methods]
@@ -132,7 +153,7 @@ def run_methods(volume: Volume, methods: Sequence[Union[str, Method]], options: 
                                       method.category))
         rows.append(outcomes[-1].row)
         sub.step(1.0, f"{method.name}: done in {result.seconds:.1f} s on {result.device}")
-    return Comparison(rows, outcomes)
+    return Comparison(rows, outcomes, warnings)
 
 
 # --------------------------------------------------------------------------------------------------

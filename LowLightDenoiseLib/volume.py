@@ -87,6 +87,26 @@ class Volume:
         )
 
 
+def geometry_difference(first: Volume, second: Volume, rtol: float = 1e-4, atol: float = 1e-3) -> Optional[str]:
+    """``None`` when both volumes lie on the same voxel grid, else what differs, in words.
+
+    Spacing and origin (mm) are compared to 1e-3 mm plus 1e-4 relative (file formats round them), the
+    direction cosines to 1e-3.
+    """
+    def mm(values: Tuple[float, ...]) -> str:
+        return " x ".join(f"{v:g}" for v in values)
+
+    if first.array.shape[:3] != second.array.shape[:3] or first.channels != second.channels:
+        return f"size {' x '.join(map(str, first.array.shape))} vs {' x '.join(map(str, second.array.shape))}"
+    if not np.allclose(first.spacing, second.spacing, rtol=rtol, atol=atol):
+        return f"spacing {mm(first.spacing)} mm vs {mm(second.spacing)} mm"
+    if not np.allclose(first.origin, second.origin, rtol=rtol, atol=atol):
+        return f"origin {mm(first.origin)} mm vs {mm(second.origin)} mm"
+    if not np.allclose(first.direction, second.direction, atol=1e-3):
+        return "orientation (direction cosines)"
+    return None
+
+
 def validate_values(array: np.ndarray, what: str = "The input image") -> None:
     """Raise :class:`InputError` with one sentence if ``array`` cannot be denoised.
 

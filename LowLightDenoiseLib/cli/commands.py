@@ -100,13 +100,13 @@ def cmd_denoise(args: argparse.Namespace, console: Console) -> int:
     method = args.method or DEFAULT_METHOD
     with console.progress(f"denoise ({method})") as bar:
         done = run_methods(volume, [method], options, reference=reference, data_range=args.data_range,
-                           progress=bar)
+                           progress=bar, force_reference=args.force_reference)
     result = done.outcomes[0].result
     write_volume(result.volume, args.output, overwrite=args.overwrite, dtype=args.dtype)
     if args.metrics:
         write_table(args.metrics, done.rows, fmt)
     console.info(f"Wrote {args.output} ({result.method}, {result.mode}, {result.device}, {result.seconds:.2f} s).")
-    for warning in result.warnings:
+    for warning in done.warnings + result.warnings:
         console.info(f"Note: {warning}")
     if reference is not None or args.metrics:
         print(format_table(done.rows))
@@ -161,12 +161,11 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     _check_table_files(args)
     reference = _read(args.reference)
     source = _read(args.input) if args.input else None
-    if source is not None:
-        check_reference(source, reference)
+    notes = [check_reference(source, reference, force=args.force_reference)] if source is not None else []
     rows = []
     for path in args.outputs:
         out = _read(path)
-        check_reference(out, reference, f"image {path}")
+        notes.append(check_reference(out, reference, f"image {path}", force=args.force_reference))
         row: Dict[str, Any] = {"image": path}
         row.update(reference_metrics(out, reference, args.data_range, axis=args.axis))
         if source is not None:
@@ -174,6 +173,8 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
         else:
             row["noise_sigma"] = noise_sigma(out.array, channel_axis=-1 if out.is_color else None)
         rows.append(row)
+    for note in dict.fromkeys(n for n in notes if n):
+        console.info(f"Note: {note}")
     _emit_table(rows, args.csv, args.json)
     return 0
 
@@ -225,7 +226,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         return bars[-1]
 
     try:
-        done = run_methods(volume, names, options, reference=reference, data_range=args.data_range, on_start=bar_for)
+        done = run_methods(volume, names, options, reference=reference, data_range=args.data_range, on_start=bar_for,
+                           force_reference=args.force_reference)
     finally:
         if bars:
             bars[-1].__exit__(None, None, None)
@@ -234,6 +236,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         for name, outcome in zip(names, done.outcomes):
             write_volume(outcome.volume, outputs[name], overwrite=args.overwrite, dtype=args.dtype)
             console.info(f"Wrote {outputs[name]}")
+    for warning in done.warnings:
+        console.info(f"Note: {warning}")
     _emit_table(done.rows, args.csv, args.json)
     return 0
 

@@ -33,6 +33,9 @@ def _add_engine(p: argparse.ArgumentParser) -> None:
 def _add_metric_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-range", type=float, default=None,
                    help="data range L for PSNR/SSIM in physical units (default: reference max - min)")
+    p.add_argument("--force-reference", action="store_true",
+                   help="measure against a reference with another spacing, origin or orientation (a warning "
+                        "instead of an error; the size must still match)")
 
 
 def _add_dtype(p: argparse.ArgumentParser) -> None:

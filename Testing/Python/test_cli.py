@@ -321,3 +321,18 @@ def test_methods_lists_every_classical_and_learned_method_and_names_ignore_case(
     assert "lowlightdenoise methods" in " ".join(capsys.readouterr().out.split())
 
 
+
+
+def test_a_reference_on_another_voxel_grid_is_refused_unless_forced(capsys, work: Path, mr_path: Path):
+    """The MR crop has the CT crop's voxel count but another spacing and origin: another scan."""
+    ct = work / "ct.nrrd"
+    code, _, err = run(capsys, "denoise", ct, work / "o.nrrd", "--method", FAST, "--reference", mr_path, "-q")
+    assert code == 2 and "voxel grid" in err and "spacing" in err and "--force-reference" in err
+    assert not (work / "o.nrrd").exists()
+    code, _, err = run(capsys, "compare", ct, "--methods", FAST, "--reference", mr_path, "-q")
+    assert code == 2 and "voxel grid" in err
+    code, _, err = run(capsys, "evaluate", mr_path, ct, "-q")
+    assert code == 2 and "voxel grid" in err
+    code, out, err = run(capsys, "denoise", ct, work / "o.nrrd", "--method", FAST, "--reference", mr_path,
+                         "--force-reference")
+    assert code == 0 and "measured voxel by voxel anyway" in err and (work / "o.nrrd").exists()
