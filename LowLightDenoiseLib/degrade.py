@@ -285,9 +285,11 @@ def make_degradation(name: str, **params: Any) -> Degradation:
 def simulate_volume(volume: Volume, degradation: Union[Degradation, str], seed: int = 0) -> Volume:
     """Degrade a volume in physical units: a new volume, same geometry and units, input untouched.
 
-    Each channel is mapped to [0, 1] by its exact range (so ``peak`` photons is the count of the
+    The image is mapped to [0, 1] by its exact range (so ``peak`` photons is the count of the
     brightest voxel), degraded, and mapped back with the same affine map; the result is float32.
-    The degradation and seed are recorded in the metadata.
+    A colour image shares one map across its channels, so the whole picture darkens towards black
+    and keeps its colour balance (each channel darkened towards its own minimum would leave a
+    reddish fundus photograph bright). The degradation and seed are recorded in the metadata.
     """
     if isinstance(degradation, str):
         degradation = make_degradation(degradation)
@@ -296,9 +298,9 @@ def simulate_volume(volume: Volume, degradation: Union[Degradation, str], seed: 
     validate_values(volume.array)
     rng = np.random.default_rng(seed)
     out = np.empty(volume.array.shape, dtype=np.float32)
+    norm = Normalizer.fit(volume.array, "range")  # one map for every channel of a colour image
     for c in range(volume.channels):
         chan = volume.array[..., c] if volume.is_color else volume.array
-        norm = Normalizer.fit(chan, "range")
         y = norm.inverse(degradation.apply(norm.forward(chan), rng))
         if volume.is_color:
             out[..., c] = y

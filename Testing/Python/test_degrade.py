@@ -250,3 +250,20 @@ def test_random_degradation_is_reproducible_restrictable_and_mostly_lowlight() -
     assert only == {"speckle", "rician"}
     with pytest.raises(InputError):
         random_degradation(np.random.default_rng(0), kinds=["blur"])
+
+
+def test_low_light_darkens_a_colour_photograph_as_a_whole_and_keeps_its_colour_balance(fundus_path):
+    """Each channel darkened towards its own minimum would leave a red fundus bright (issue 12, item 2)."""
+    from LowLightDenoiseLib.degrade import LowLight, simulate_volume
+    from LowLightDenoiseLib.io import read_volume
+
+    photo = read_volume(fundus_path)
+    assert photo.is_color
+    dark = simulate_volume(photo, LowLight(brightness=0.2, gamma=1.5, peak=1000.0), seed=0)
+    before = photo.array.reshape(-1, photo.channels).astype(np.float64).mean(axis=0)
+    after = dark.array.reshape(-1, photo.channels).astype(np.float64).mean(axis=0)
+    low = float(photo.array.min())
+    # every channel is dark now: its mean above the image's black level shrinks at least 5 times
+    assert np.all(after - low < (before - low) / 5), (before, after)
+    # the brightest channel stays the brightest: hue kept
+    assert int(np.argmax(after)) == int(np.argmax(before))
