@@ -1,7 +1,7 @@
 """Export a training run: safetensors weights, sha256 and size, a Models.json entry and a model card.
 
-    python train/export.py train/runs/default-2d --version 0.1.0 --modalities ct,mr,xray,photo
-    python train/export.py train/runs/default-2d --version 0.1.0 --report train/reports/default-2d.json
+    python train/export.py train/runs/volume-2.5d --version 0.3.0 --modalities ct,mr
+    python train/export.py train/runs/volume-2.5d --version 0.3.0 --report train/reports/volume-2.5d.json
     python train/export.py train/runs/default-2d-vst-rel --name default-2d --version 0.2.0   # candidate -> name
 
 The weights go to ``Resources/Models/<name>-<version>.safetensors`` (at most 10 MB, so they are
@@ -31,6 +31,9 @@ from train.train import load_checkpoint  # noqa: E402
 MODELS_JSON = REPO / "Resources" / "Models.json"
 MODELS_DIR = REPO / "Resources" / "Models"
 CARDS_DIR = REPO / "Resources" / "ModelCards"
+#: where a run's config is looked for (by its name) for the recorded training command: the configs of the
+#: shipped models first, then the experiments
+CONFIG_DIRS = (TRAIN_DIR / "configs" / "shipped", TRAIN_DIR / "configs" / "experiments")
 URL_PATTERN = "https://github.com/lowlightdenoise/SlicerLowLightDenoise/releases/download/v{version}/{file}"
 MAX_BYTES = 10 * 1024 * 1024
 LICENCE = "Apache-2.0"
@@ -82,12 +85,21 @@ def training_summary(run_dir: Path, config_path: Optional[str]) -> Dict[str, Any
         "split": split,
         "recipe": {k: cfg[k] for k in ("data", "loss", "optim", "input", "network", "seed", "init_weights")
                    if cfg.get(k) not in (None, "")},
-        "command": "python train/train.py " + (config_path or f"train/configs/{cfg['name']}.json"),
+        "command": "python train/train.py " + (config_path or config_path_of(cfg["name"])),
         "epochs": summary.get("epochs"), "minutes": round(float(summary.get("minutes", 0.0)), 1),
         "stop_reason": summary.get("stop_reason"), "device": summary.get("device"),
         "best_val_loss": summary.get("best_val_loss"),
         "run": _repo_relative(run_dir), "run_name": cfg["name"],
     }
+
+
+def config_path_of(name: str) -> str:
+    """The repository-relative path of the config called ``name`` (``train/configs/shipped/`` first, then
+    ``experiments/``); a config in neither is taken to be a new experiment's."""
+    for folder in CONFIG_DIRS:
+        if (folder / f"{name}.json").is_file():
+            return _repo_relative(folder / f"{name}.json")
+    return _repo_relative(CONFIG_DIRS[-1] / f"{name}.json")
 
 
 def _repo_relative(path: Path) -> str:
@@ -125,11 +137,18 @@ def metrics_from_report(report: Dict[str, Any], model: str) -> Dict[str, Any]:
 
 
 def update_registry(entry: Dict[str, Any], models_json: Path = MODELS_JSON) -> None:
-    """Insert or replace ``entry`` (by name) in the registry file, keeping everything else."""
+    """Insert or replace ``entry`` (by name) in the registry file, keeping everything else, including the
+    former names (``aliases``) of the entry it replaces; a former name is refused as a new name."""
     data = json.loads(models_json.read_text())
+    for m in data.get("models", []):
+        if entry["name"] in m.get("aliases", []):
+            raise ValueError(f"{entry['name']!r} is a former name of {m['name']!r}: export it with --name {m['name']}.")
+    old = [m for m in data.get("models", []) if m.get("name") == entry["name"]]
+    if old and old[0].get("aliases") and "aliases" not in entry:
+        entry = dict(entry, aliases=old[0]["aliases"])
     models: List[Dict[str, Any]] = [m for m in data.get("models", []) if m.get("name") != entry["name"]]
     models.append(entry)
-    order = {"default-2d": 0, "volume-3d": 1, "enhance-2d": 2}
+    order = {"default-2d": 0, "volume-2.5d": 1, "enhance-2d": 2}
     data["models"] = sorted(models, key=lambda m: (order.get(m["name"], 9), m["name"]))
     models_json.write_text(json.dumps(data, indent=2) + "\n")
 

@@ -6,7 +6,8 @@
 ``--oracle``: is the noise estimate what limits the model? The same network is run once with the
 engine's estimate (what users get) and once with the true Poisson-Gaussian (a, b) of the simulation
 (``train.evaluate.true_profile``). ``--tta``: what does test-time averaging over the dihedral
-transforms of the input buy (the engine's ``InferenceSettings.ensemble``, the CLI's ``--ensemble``)? Mean PSNR (dB) per level of ``train.evaluate.DENOISE_LEVELS``.
+transforms of the input buy (the engine's ``RunOptions.flips``, the CLI's ``--flips``)? Mean PSNR (dB)
+per level of ``train.evaluate.DENOISE_LEVELS``.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from LowLightDenoiseLib.methods.base import MethodContext  # noqa: E402
 from LowLightDenoiseLib.metrics import psnr  # noqa: E402
 from LowLightDenoiseLib.noise import NoiseProfile, estimate_noise  # noqa: E402
 from LowLightDenoiseLib.normalize import Normalizer  # noqa: E402
+from LowLightDenoiseLib.options import FLIP_COUNTS  # noqa: E402
 from LowLightDenoiseLib.pipeline import denoise_volume  # noqa: E402
 from train.evaluate import DENOISE_LEVELS, load_test_images, true_profile  # noqa: E402
 
@@ -44,7 +46,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     torch.set_num_threads(1)
     method = get_method(args.model, device="cpu")
-    ensembles = {count: get_method(args.model, device="cpu", ensemble=count) for count in (1, 2, 4, 8)}
     images = load_test_images(args.split, slices=4)
     for li, level in enumerate(DENOISE_LEVELS):
         scores: dict = {}
@@ -52,9 +53,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             noisy = simulate_volume(image.clean, LowLight(**level), seed=97 * li)  # the seeds of train/evaluate.py
             ref = image.clean.array
             data_range = float(ref.max() - ref.min())
-            if args.tta:  # the engine's own averaging (InferenceSettings.ensemble)
-                for count, averaged in ensembles.items():
-                    out = denoise_volume(noisy, averaged, device="cpu").volume.array
+            if args.tta:  # the engine's own averaging (RunOptions.flips), the same network each time
+                for count in FLIP_COUNTS:
+                    out = denoise_volume(noisy, method, device="cpu", flips=count).volume.array
                     scores.setdefault(f"x{count}", []).append(psnr(out, ref, data_range))
                 continue
             norm = Normalizer.fit(noisy.array)

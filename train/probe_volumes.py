@@ -1,6 +1,6 @@
 """Probe how models use neighbouring slices: 2D and 3D models on thick-slice versions of volumes.
 
-    python train/probe_volumes.py --models default-2d,volume-3d --runs train/runs/volume-3d-slab \\
+    python train/probe_volumes.py --models default-2d,volume-2.5d --runs train/runs/volume-3d-slab \\
         --volumes mr_inia19_volume:5,mr_colin27_volume:10,mr_head_small_volume:1
 
 Each ``scan:step`` takes the central slices of ``train/data/<scan>.npy``, averages every ``step``

@@ -1,8 +1,10 @@
 """Train a denoising/enhancement network from a JSON config; CPU, one GPU or several GPUs, no code change.
 
-    python train/train.py train/configs/default-2d.json                 # CPU or one GPU
-    python train/train.py train/configs/default-2d.json --resume        # continue the last checkpoint
-    torchrun --nproc_per_node=4 train/train.py train/configs/default-2d.json   # several GPUs (DDP)
+    python train/train.py train/configs/shipped/default-2d-vst-rel.json             # CPU or one GPU
+    python train/train.py train/configs/shipped/default-2d-vst-rel.json --resume    # continue the last checkpoint
+    torchrun --nproc_per_node=4 train/train.py train/configs/shipped/default-2d-vst-rel.json   # several GPUs (DDP)
+
+Configs: ``train/configs/shipped/`` made the shipped models, ``train/configs/experiments/`` everything else.
 
 Recipe: Adam (lr from the config, 1e-3), ReduceLROnPlateau (factor 0.1, patience 5) and early stopping
 (patience 10) on the validation loss, fixed seeds, a time budget (``optim.max_minutes``), resumable
@@ -36,7 +38,7 @@ if str(TRAIN_DIR.parent) not in sys.path:  # run as a script from anywhere
 
 from LowLightDenoiseLib.models.networks import build_network, count_parameters, initialise_from  # noqa: E402
 from train.dataset import DATA_DIR, SPLITS, PairConfig, PairDataset, load_scans  # noqa: E402
-from train.config_fields import from_config_dict  # noqa: E402
+from train.config_fields import check_fields, describe_value, field_types, from_config_dict  # noqa: E402
 from train.losses import DenoiseLoss, LossConfig  # noqa: E402
 
 RUNS_DIR = TRAIN_DIR / "runs"
@@ -81,7 +83,7 @@ class OptimConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    """A whole training run, read from ``train/configs/*.json``."""
+    """A whole training run, read from ``train/configs/{shipped,experiments}/*.json``."""
 
     name: str
     architecture: str
@@ -105,21 +107,31 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, raw: Dict) -> "TrainConfig":
+        """The config of a JSON object; unknown keys, missing ones and values of the wrong type raise
+        ValueError in one sentence naming the field (``train/config_fields.py``)."""
+        from LowLightDenoiseLib.models.spec import INPUT_DEFAULTS, validate_input_config
+
+        if not isinstance(raw, dict):
+            raise ValueError(f"A training config must be a JSON object, not {describe_value(raw)}.")
         raw = copy.deepcopy(raw)
         required = ["name", "architecture", "spatial_dims"]
         missing = [k for k in required if k not in raw]
         if missing:
             raise ValueError(f"Training config lacks {missing}.")
+        sections = {"data": Dict[str, Any], "loss": Dict[str, Any], "optim": Dict[str, Any]}  # checked in turn below
+        check_fields(raw, dict(field_types(cls), **sections))
         data = PairConfig.from_dict(dict(raw.pop("data", {}), spatial_dims=raw["spatial_dims"]))
-        cfg = cls(name=raw.pop("name"), architecture=raw.pop("architecture"), spatial_dims=int(raw.pop("spatial_dims")),
+        cfg = cls(name=raw.pop("name"), architecture=raw.pop("architecture"), spatial_dims=raw.pop("spatial_dims"),
                   network=raw.pop("network", {}), input=raw.pop("input", {}), category=raw.pop("category", "denoise"),
                   data=data, loss=LossConfig.from_dict(raw.pop("loss", {})),
-                  optim=OptimConfig.from_dict(raw.pop("optim", {})), seed=int(raw.pop("seed", 0)),
-                  description=raw.pop("description", ""), init_weights=str(raw.pop("init_weights", "")))
+                  optim=OptimConfig.from_dict(raw.pop("optim", {})), seed=raw.pop("seed", 0),
+                  description=raw.pop("description", ""), init_weights=raw.pop("init_weights", ""))
         if raw:
             raise ValueError(f"Unknown config key(s) {sorted(raw)}.")
         if cfg.category not in ("denoise", "enhance"):
             raise ValueError(f"category must be denoise or enhance, not {cfg.category!r}.")
+        check_fields(cfg.input, {k: type(v) for k, v in INPUT_DEFAULTS.items()}, "input")
+        validate_input_config(cfg.input)  # unknown keys and values, as the engine will read them
         return cfg
 
     def to_dict(self) -> Dict[str, Any]:

@@ -283,7 +283,7 @@ def test_export_round_trip_through_the_registry(tiny_data, tmp_path, ct_path):
     assert export.main(argv + ["--name", "shipped-2d"]) == 0
     renamed = registry.load_registry(models_json)["shipped-2d"]
     assert renamed.file == "shipped-2d-0.0.1.safetensors" and "tiny-export" in registry.load_registry(models_json)
-    assert renamed.training["command"].endswith("train/configs/tiny-export.json")
+    assert renamed.training["command"].endswith("train/configs/experiments/tiny-export.json")  # a new run's
     card = (tmp_path / "cards" / "shipped-2d.md").read_text()
     assert f"python train/export.py {run} --name shipped-2d --version 0.0.1" in card
     shipped = LearnedMethod.from_weights(renamed.spec, tmp_path / "models" / renamed.file)
