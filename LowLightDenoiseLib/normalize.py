@@ -7,18 +7,32 @@ returns its input returns the input's physical values (HU in, HU out). Nothing i
 
 ``low``/``high`` are robust percentiles by default so that a few metal or air voxels do not squash
 the tissue range; ``"range"`` uses the exact minimum and maximum (used by the low-light simulator,
-whose photon counts are defined "at full scale").
+whose photon counts are defined "at full scale"). Enhancement methods change brightness on purpose:
+their output goes to the display range of the source type instead (:func:`display_range`).
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
 from .errors import InputError
 
 DEFAULT_PERCENTILES: Tuple[float, float] = (0.5, 99.5)
+#: pixel types whose values are display levels (photographs, radiograph files): black to white
+DISPLAY_TYPES = ("uint8", "uint16")
+
+
+def display_range(dtype: Optional[str]) -> Optional[Tuple[float, float]]:
+    """Black and white of an image whose pixel type is a display type (``uint8``: 0-255), else None.
+
+    An enhancement method's output spans this range (clipped) instead of the dark input's own range, so
+    it can brighten a dark photograph; CT, MR and float images have no such range and keep their units.
+    """
+    if dtype is None or str(dtype) not in DISPLAY_TYPES:
+        return None
+    return 0.0, float(np.iinfo(np.dtype(str(dtype))).max)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,6 +6,10 @@ Data flow, one way::
       -> 2D: slices along ``axis`` in batches | 3D: the whole volume -> Method.apply
       -> Normalizer.inverse -> new Volume (same geometry, physical units)
 
+An enhancement method (category ``enhance``) on a photograph or radiograph file (``uint8``/``uint16``)
+returns black..white of that type instead, clipped, so it can brighten what was dark; its channels share
+one normalisation then, so a colour photograph keeps its colour balance.
+
 How the method runs (mode, axis, device, strength, seed, test-time flips) is one
 :class:`~.options.RunOptions`, validated here once. The input volume and its array are never modified.
 """
@@ -21,7 +25,7 @@ from .errors import InputError
 from .methods import Method, MethodContext, get_method
 from .methods.wrappers import FlipAveraging
 from .noise import NoiseProfile, estimate_noise
-from .normalize import Normalizer
+from .normalize import Normalizer, display_range
 from .options import RunOptions
 from .progress import CancelToken, ProgressCallback, RunControl
 from .volume import Volume, validate_values
@@ -126,6 +130,8 @@ def denoise_volume(
     _check_size(tuple(s for i, s in enumerate(spatial) if i != axis) if mode == "2d" else spatial, method, mode)
 
     t0 = time.perf_counter()
+    # an enhancer may brighten: its [0, 1] output spans black to white of a photograph's pixel type
+    display = display_range(volume.source_dtype) if method.category == "enhance" else None
     warnings: List[str] = []
     channels = volume.channels
     out = np.empty(volume.array.shape, dtype=np.float32)
@@ -134,14 +140,15 @@ def denoise_volume(
     control.step(0.0, f"{method.name}: starting")
     for c in range(channels):
         chan = volume.array if not volume.is_color else volume.array[..., c]
-        norm = Normalizer.fit(chan)
+        # an enhancer on a colour photograph: one map for all channels, so its colour balance survives
+        norm = Normalizer.fit(volume.array if display is not None and volume.is_color else chan)
         x = norm.forward(chan)
         noise = estimate_noise(x)
         ctx = MethodContext(spatial_dims=2 if mode == "2d" else 3, noise=noise,
                             control=control.sub(c / channels, (c + 1) / channels), device=opts.device,
                             strength=opts.strength, seed=opts.seed, warnings=warnings)
         y = _run_2d(method, x, axis, ctx, opts.slice_batch) if mode == "2d" else _run_3d(method, x, ctx)
-        y = norm.inverse(y)
+        y = _back_to_units(y, norm, display)
         if volume.is_color:
             out[..., c] = y
         else:
@@ -153,6 +160,14 @@ def denoise_volume(
     result = volume.with_array(out, method=method.name)
     return DenoiseResult(result, method.name, mode, axis, opts.device, seconds, noises, normalizers,
                          warnings, dataclasses.replace(opts, mode=mode))
+
+
+def _back_to_units(y: np.ndarray, norm: Normalizer, display: Optional[tuple]) -> np.ndarray:
+    """Normalised output -> the input's units; an enhancer's output on a display type -> black..white, clipped."""
+    if display is None:
+        return norm.inverse(y)
+    black, white = display
+    return (black + np.clip(np.asarray(y, dtype=np.float64), 0.0, 1.0) * (white - black)).astype(np.float32)
 
 
 def _checked(block_out: np.ndarray, shape: tuple, method: Method) -> np.ndarray:
