@@ -1,8 +1,8 @@
 """LowLightDenoise: denoise and restore low-light medical images in 3D Slicer.
 
 Only what needs Qt or the Slicer application lives here (widget, dialogs, dependency installation,
-layout, self-test). Everything that acts on MRML nodes is in ``LowLightDenoiseLib.mrml`` and runs
-without this file, in batch scripts and in CI.
+the module classes). Everything that acts on MRML nodes, the view layout and the self-test's checks
+are in ``LowLightDenoiseLib.mrml`` and run without this file, in batch scripts and in CI.
 """
 import importlib
 import logging
@@ -24,32 +24,11 @@ from slicer.util import VTKObservationMixin
 
 from LowLightDenoiseLib import DEFAULT_METHOD, mrml
 from LowLightDenoiseLib.errors import LowLightDenoiseError
+from LowLightDenoiseLib.options import DEVICES, FLIP_COUNTS, MAX_STRENGTH, MODES, RunOptions
 
 HOMEPAGE = "https://github.com/lowlightdenoise/SlicerLowLightDenoise"
 #: Slice-axis choices as shown to the user, in array (k, j, i) order.
 AXIS_LABELS = ("k - as stored (axial for axial scans)", "j - coronal for axial scans", "i - sagittal for axial scans")
-#: Input and result side by side, linked, above the metrics table and chart.
-LAYOUT_ID = 7311
-LAYOUT_XML = """
-<layout type="vertical" split="true">
- <item splitSize="600"><layout type="horizontal">
-  <item><view class="vtkMRMLSliceNode" singletontag="Red">
-   <property name="orientation" action="default">Axial</property>
-   <property name="viewlabel" action="default">R</property>
-   <property name="viewcolor" action="default">#F34A33</property></view></item>
-  <item><view class="vtkMRMLSliceNode" singletontag="Yellow">
-   <property name="orientation" action="default">Axial</property>
-   <property name="viewlabel" action="default">Y</property>
-   <property name="viewcolor" action="default">#EDD54C</property></view></item>
- </layout></item>
- <item splitSize="300"><layout type="horizontal">
-  <item><view class="vtkMRMLTableViewNode" singletontag="TableView1">
-   <property name="viewlabel" action="default">T</property></view></item>
-  <item><view class="vtkMRMLPlotViewNode" singletontag="PlotView1">
-   <property name="viewlabel" action="default">P</property></view></item>
- </layout></item>
-</layout>
-"""
 VolumeNode = Union[vtkMRMLScalarVolumeNode, vtkMRMLVectorVolumeNode, None]
 
 
@@ -76,12 +55,12 @@ class LowLightDenoiseParameterNode:
     inputVolume: VolumeNode
     referenceVolume: VolumeNode
     method: Annotated[str, Default("")]
-    mode: Annotated[str, Choice(list(mrml.MODES)), Default("auto")]
+    mode: Annotated[str, Choice(list(MODES)), Default("auto")]
     axis: Annotated[str, Choice(list(AXIS_LABELS)), Default(AXIS_LABELS[0])]
-    device: Annotated[str, Choice(list(mrml.DEVICES)), Default("auto")]
+    device: Annotated[str, Choice(list(DEVICES)), Default("auto")]
     autoStrength: Annotated[bool, Default(True)]
-    strength: Annotated[float, WithinRange(0.0, 5.0), Default(1.0)]
-    ensemble: Annotated[str, Choice(["1", "2", "4", "8"]), Default("1")]
+    strength: Annotated[float, WithinRange(0.0, MAX_STRENGTH), Default(1.0)]
+    flips: Annotated[str, Choice([str(n) for n in FLIP_COUNTS]), Default("1")]
     compareMethods: Annotated[str, Default("")]
     keepCompareOutputs: Annotated[bool, Default(False)]
     noiseType: Annotated[str, Choice(mrml.noise_types()), Default("lowlight")]
@@ -94,9 +73,9 @@ class LowLightDenoiseParameterNode:
 
 
 def denoiseSettings(p, method: Optional[str] = None) -> mrml.DenoiseSettings:
-    return mrml.DenoiseSettings(method=method or p.method, mode=p.mode, axis=AXIS_LABELS.index(p.axis),
-                                device=p.device, strength=None if p.autoStrength else p.strength,
-                                ensemble=int(p.ensemble))
+    options = RunOptions(mode=p.mode, axis=AXIS_LABELS.index(p.axis), device=p.device,
+                         strength=None if p.autoStrength else p.strength, flips=int(p.flips))
+    return mrml.DenoiseSettings(method or p.method, options)
 
 
 def simulationSettings(p) -> mrml.SimulationSettings:
@@ -267,7 +246,7 @@ class LowLightDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p = self._parameterNode
             job = mrml.prepare_denoise(p.inputVolume, denoiseSettings(p), p.referenceVolume)
             self._start(lambda progress, cancel: mrml.run_job(job, progress, cancel),
-                        lambda outcomes: self._showDenoised(job, outcomes))
+                        lambda comparison: self._showDenoised(job, comparison))
 
     def onCompare(self) -> None:
         with slicer.util.tryWithErrorDisplay("Comparison failed.", waitCursor=True):
@@ -277,7 +256,7 @@ class LowLightDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             methods = self._tickedMethods()
             job = mrml.prepare_denoise(p.inputVolume, denoiseSettings(p, methods[0]), p.referenceVolume, methods)
             self._start(lambda progress, cancel: mrml.run_job(job, progress, cancel),
-                        lambda outcomes: self._showCompared(job, outcomes))
+                        lambda comparison: self._showCompared(job, comparison))
 
     def onSimulate(self) -> None:
         with slicer.util.tryWithErrorDisplay("Simulation failed.", waitCursor=True):
@@ -370,33 +349,31 @@ class LowLightDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ---------------------------------------------------------------- results on the main thread
 
-    def _showDenoised(self, job, outcomes) -> None:
-        nodes, table = mrml.publish_denoise(slicer.mrmlScene, job, outcomes)
+    def _showDenoised(self, job, comparison) -> None:
+        nodes, table = mrml.publish_denoise(slicer.mrmlScene, job, comparison)
         self._showVolumes(slicer.mrmlScene.GetNodeByID(job.input_node_id), nodes[0], table)
-        row = outcomes[0].row
+        outcome = comparison.outcomes[0]
+        row = outcome.row
         self._setStatus(f"{row['method']}: {row['seconds']:.1f} s on {row['device']} ({row['mode']}). "
-                        + " ".join(outcomes[0].warnings))
-        if outcomes[0].warnings:
-            slicer.util.warningDisplay(" ".join(outcomes[0].warnings), windowTitle="Low-Light Denoise")
+                        + " ".join(outcome.warnings))
+        if outcome.warnings:
+            slicer.util.warningDisplay(" ".join(outcome.warnings), windowTitle="Low-Light Denoise")
 
-    def _showCompared(self, job, outcomes) -> None:
-        nodes, table = mrml.publish_denoise(slicer.mrmlScene, job, outcomes,
+    def _showCompared(self, job, comparison) -> None:
+        nodes, table = mrml.publish_denoise(slicer.mrmlScene, job, comparison,
                                             keep_outputs=self._parameterNode.keepCompareOutputs,
                                             table_name=f"{job.input_name} comparison")
         chart = mrml.metrics_plot_node(slicer.mrmlScene, table, mrml.default_plot_column(table))
         inputNode = slicer.mrmlScene.GetNodeByID(job.input_node_id)
         self._showVolumes(inputNode, nodes[0] if nodes else inputNode, table, chart)
-        self._setStatus(f"Compared {len(outcomes)} methods; see the table and chart.")
+        self._setStatus(f"Compared {len(comparison.outcomes)} methods; see the table and chart.")
 
     def _showVolumes(self, inputNode, outputNode, table=None, chart=None) -> None:
         """Input left, result right (linked views), table and chart below."""
         layoutManager = slicer.app.layoutManager()
         if layoutManager is None:  # no main window (batch or test run)
             return
-        layoutNode = layoutManager.layoutLogic().GetLayoutNode()
-        if not layoutNode.IsLayoutDescription(LAYOUT_ID):
-            layoutNode.AddLayoutDescription(LAYOUT_ID, LAYOUT_XML)
-        layoutManager.setLayout(LAYOUT_ID)
+        layoutManager.setLayout(mrml.register_layout(layoutManager.layoutLogic().GetLayoutNode()))
         for viewName, node in (("Red", inputNode), ("Yellow", outputNode)):
             sliceLogic = layoutManager.sliceWidget(viewName).sliceLogic()
             composite = sliceLogic.GetSliceCompositeNode()
@@ -425,7 +402,8 @@ class LowLightDenoiseLogic(ScriptedLoadableModuleLogic):
         return registry.describe_models()
 
     def denoise(self, inputNode, method, referenceNode=None, **options):
-        """``(outputNode, tableNode)``; options: mode, axis, device, strength, progress, cancel."""
+        """``(outputNode, tableNode)``; options: ``options`` (a RunOptions) or its fields (mode, axis, device,
+        strength, seed, flips), progress, cancel."""
         return mrml.denoise_node(slicer.mrmlScene, inputNode, method, reference_node=referenceNode, **options)
 
     def compare(self, inputNode, methods, referenceNode=None, **options):
@@ -505,37 +483,13 @@ class LowLightDenoiseTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_compare_and_simulate()
 
-    def _volume(self):
-        return mrml.add_self_test_volumes(slicer.mrmlScene)
-
     def test_denoise_classical_and_learned(self):
-        import numpy as np
-
         self.delayDisplay("Denoising a simulated low-light volume")
         self.assertTrue(LowLightDenoiseLogic().ensureDependencies(askConfirmation=False))
-        noisy, reference = self._volume()
-        before = np.array(slicer.util.arrayFromVolume(noisy))
-        learned = [(m["name"], "3d" if 3 in m["spatial_dims"] else "2d") for m in LowLightDenoiseLogic().models()
-                   if m["installed"] and m["category"] == "denoise"]
-        self.assertTrue(learned, "No learned denoising model is installed with the extension.")
-        runs = [("tv", "2d"), ("tv", "3d")] + learned
-        for method, mode in runs:
-            output, table = LowLightDenoiseLogic().denoise(noisy, method, reference, mode=mode, device="auto")
-            self.assertEqual(output.GetClassName(), "vtkMRMLScalarVolumeNode")
-            np.testing.assert_array_equal(mrml.node_ijk_to_ras(output), mrml.node_ijk_to_ras(noisy))
-            self.assertEqual(slicer.util.arrayFromVolume(output).shape, before.shape)
-            rows = mrml.table_rows(table)
-            self.assertEqual([r["method"] for r in rows], ["input (unprocessed)", method])
-            self.assertGreater(rows[1]["psnr"], rows[0]["psnr"])
-        np.testing.assert_array_equal(slicer.util.arrayFromVolume(noisy), before)
-        self.delayDisplay("Test passed")
+        runs = mrml.self_test_denoise(slicer.mrmlScene, device="auto")
+        self.delayDisplay(f"Test passed: {', '.join(runs)}")
 
     def test_compare_and_simulate(self):
         self.delayDisplay("Comparing methods")
-        noisy, reference = self._volume()
-        table, nodes, chart = LowLightDenoiseLogic().compare(noisy, ["median", "tv"], reference, mode="2d",
-                                                             keep_outputs=True)
-        self.assertEqual(table.GetNumberOfRows(), 3)
-        self.assertEqual(len(nodes), 2)
-        self.assertEqual(chart.GetClassName(), "vtkMRMLPlotChartNode")
+        mrml.self_test_compare(slicer.mrmlScene, device="auto")
         self.delayDisplay("Test passed")

@@ -8,15 +8,25 @@ Works the same in plain Python with the ``slicer-core`` wheel and in headless Sl
 Each ``IN_DIR/<name>.nrrd`` (also .nhdr, .nii, .nii.gz, .mha, .mhd) becomes
 ``OUT_DIR/<name>_<method>.nrrd`` with the same geometry, and ``OUT_DIR/metrics.csv`` gets one row per
 volume (with ``--reference-dir``, PSNR/SSIM/MSE against the file of the same name there, plus a row
-for the unprocessed input). Files are written to a temporary name and renamed, so an interrupted
+for the unprocessed input): the rows of ``LowLightDenoiseLib.mrml``'s metrics table, written by
+``LowLightDenoiseLib.tables``. Files are written to a temporary name and renamed, so an interrupted
 run leaves no half-written output. A volume that fails is reported on stderr and skipped; the exit
 code is 0 when every volume was processed, 1 when some failed, 2 for bad arguments.
 """
 import argparse
-import csv
 import os
 import sys
 from pathlib import Path
+
+try:
+    import slicer
+    import LowLightDenoiseLib
+except ImportError:  # a source checkout run without installing the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import slicer
+    import LowLightDenoiseLib
+from LowLightDenoiseLib import mrml, options, tables
+from LowLightDenoiseLib.errors import LowLightDenoiseError
 
 EXTENSIONS = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 
@@ -25,12 +35,15 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("input_dir", type=Path)
     parser.add_argument("output_dir", type=Path)
-    parser.add_argument("--method", default=None,
-                        help="classical method or registered model (default: LowLightDenoiseLib.DEFAULT_METHOD)")
-    parser.add_argument("--mode", default="auto", choices=["auto", "2d", "3d"])
-    parser.add_argument("--axis", type=int, default=0, choices=[0, 1, 2], help="2D slice axis (k, j, i)")
-    parser.add_argument("--device", default="auto", help="auto, cuda or cpu")
-    parser.add_argument("--strength", type=float, default=None, help="multiplier of the automatic strength")
+    parser.add_argument("--method", default=LowLightDenoiseLib.DEFAULT_METHOD,
+                        help="classical method or registered model (default: %(default)s)")
+    parser.add_argument("--mode", default="auto", choices=options.MODES)
+    parser.add_argument("--axis", type=int, default=0, choices=options.AXES, help="2D slice axis (k, j, i)")
+    parser.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu")
+    parser.add_argument("--strength", type=float, default=None,
+                        help=f"0 input unchanged, 1 automatic (default), up to {options.MAX_STRENGTH:g} stronger")
+    parser.add_argument("--flips", type=int, default=1, choices=options.FLIP_COUNTS,
+                        help="test-time averaging over this many flips/rotations (any method; N times the time)")
     parser.add_argument("--reference-dir", type=Path, default=None, help="clean volumes with the same file names")
     return parser.parse_args(argv)
 
@@ -78,32 +91,14 @@ def write_volume(node, path):
     os.replace(tmp, path)
 
 
-def write_csv(rows, path):
-    columns = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-
-
 def main(argv):
     args = parse_args(argv)
-    try:
-        import slicer
-        from LowLightDenoiseLib import mrml
-    except ImportError:  # a source checkout run without installing the package
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        import slicer
-        from LowLightDenoiseLib import mrml
-    from LowLightDenoiseLib import DEFAULT_METHOD
-    from LowLightDenoiseLib.errors import LowLightDenoiseError
-
-    args.method = args.method or DEFAULT_METHOD
-
+    try:  # checked once here, not once per file
+        run = options.RunOptions(mode=args.mode, axis=args.axis, device=args.device, strength=args.strength,
+                                 flips=args.flips).validated(resolve=False)
+    except LowLightDenoiseError as error:
+        print(error, file=sys.stderr)
+        return 2
     if not args.input_dir.is_dir():
         print(f"Input folder {args.input_dir} does not exist.", file=sys.stderr)
         return 2
@@ -127,16 +122,17 @@ def main(argv):
                 reference = read_volume(scene, args.reference_dir / path.name)
                 added.append(reference)
 
-            def progress(fraction, message, _name=path.name):
+            def progress(fraction, message, _name=path.name, _i=i):
                 if sys.stdout.isatty():
-                    print(f"\r[{i + 1}/{len(files)}] {_name}: {100 * fraction:5.1f}% {message[:50]:<50}", end="")
+                    print(f"\r[{_i + 1}/{len(files)}] {_name}: {100 * fraction:5.1f}% {message[:50]:<50}", end="")
 
-            output, table = mrml.denoise_node(scene, node, args.method, reference_node=reference, mode=args.mode,
-                                              axis=args.axis, device=args.device, strength=args.strength,
-                                              progress=progress)
-            added += [output, table]
-            write_volume(output, args.output_dir / f"{stem(path)}_{args.method}.nrrd")
-            rows += [dict({"file": path.name}, **row) for row in mrml.table_rows(table)]
+            # mrml.denoise_node in its three steps, to keep the rows as computed (a table node stores floats)
+            job = mrml.prepare_denoise(node, mrml.DenoiseSettings(args.method, run), reference)
+            comparison = mrml.run_job(job, progress)
+            outputs, table = mrml.publish_denoise(scene, job, comparison)
+            added += outputs + [table]
+            write_volume(outputs[0], args.output_dir / f"{stem(path)}_{args.method}.nrrd")
+            rows += [dict({"file": path.name}, **row) for row in comparison.rows]
             print(f"\r[{i + 1}/{len(files)}] {path.name}: done{' ' * 60}")
         except (LowLightDenoiseError, OSError) as error:
             failures += 1
@@ -145,7 +141,7 @@ def main(argv):
             for n in added:
                 scene.RemoveNode(n)
     if rows:
-        write_csv(rows, args.output_dir / "metrics.csv")
+        tables.write_table(args.output_dir / "metrics.csv", rows)
         print(f"Wrote {len(files) - failures} volume(s) and {args.output_dir / 'metrics.csv'}")
     return 1 if failures else 0
 

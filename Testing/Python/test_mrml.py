@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 
 from LowLightDenoiseLib import metrics, mrml
 from LowLightDenoiseLib.errors import CancelledError, InputError
+from LowLightDenoiseLib.evaluation import INPUT_LABEL
+from LowLightDenoiseLib.options import RunOptions
 from LowLightDenoiseLib.progress import CancelToken
 from LowLightDenoiseLib.volume import Volume
 
@@ -157,7 +159,7 @@ def test_table_with_reference_has_baseline_row_and_metrics_of_the_library(scene,
     noisy = mrml.simulate_node(scene, reference, mrml.SimulationSettings(brightness=1.0, peak=50.0, seed=3))
     output, table = mrml.denoise_node(scene, noisy, "gaussian", reference_node=reference, mode="2d", device="cpu")
     rows = mrml.table_rows(table)
-    assert [r["method"] for r in rows] == ["input (unprocessed)", "gaussian"]
+    assert [r["method"] for r in rows] == [INPUT_LABEL, "gaussian"]
     names = [table.GetTable().GetColumn(c).GetName() for c in range(table.GetNumberOfColumns())]
     assert names[:5] == ["method", "mode", "axis", "device", "seconds"]
     for column in ("psnr", "ssim", "mse", "contrast_improvement", "noise_reduction"):
@@ -205,23 +207,79 @@ def test_compare_nodes_fills_one_table_and_a_bar_chart(scene, ct_node):
     table, nodes, chart = mrml.compare_nodes(scene, noisy, ["gaussian", "median"], reference_node=reference,
                                              mode="2d", device="cpu")
     assert nodes == [] and scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == n_volumes
-    assert [r["method"] for r in mrml.table_rows(table)] == ["input (unprocessed)", "gaussian", "median"]
+    assert [r["method"] for r in mrml.table_rows(table)] == [INPUT_LABEL, "gaussian", "median"]
     series = chart.GetNthPlotSeriesNode(0)
     assert series.GetTableNodeID() == table.GetID()
     assert series.GetYColumnName() == "psnr" and series.GetLabelColumnName() == "method"
     assert series.GetPlotType() == series.PlotTypeBar
 
 
-def test_compare_nodes_averages_the_learned_model_over_flips_and_says_so(scene, ct_node):
+def test_compare_nodes_averages_any_method_over_flips_and_records_it(scene, ct_node):
+    """Test-time flip averaging wraps every method, classical as learned, and the table says so."""
     noisy = mrml.simulate_node(scene, ct_node, mrml.SimulationSettings(brightness=1.0, peak=50.0, seed=4))
-    table, _, _ = mrml.compare_nodes(scene, noisy, ["tv", "default-2d"], reference_node=ct_node, mode="auto",
-                                     device="cpu", ensemble=2)
+    table, nodes, _ = mrml.compare_nodes(scene, noisy, ["tv", "default-2d"], reference_node=ct_node,
+                                         mode="2d", device="cpu", flips=2, keep_outputs=True)
     rows = {r["method"]: r for r in mrml.table_rows(table)}
-    assert rows["default-2d"]["ensemble"] == 2 and math.isnan(rows["tv"]["ensemble"])  # classical: not averaged
+    assert rows["tv"]["flips"] == 2 and rows["default-2d"]["flips"] == 2
+    assert math.isnan(rows[INPUT_LABEL]["flips"])  # the input was not run
+    names = [table.GetTable().GetColumn(c).GetName() for c in range(table.GetNumberOfColumns())]
+    assert names[:6] == ["method", "mode", "axis", "device", "seconds", "flips"]
+    # TV (forward differences) is not exactly flip-equivariant: the average differs a little from one pass
+    one_pass, _ = mrml.denoise_node(scene, noisy, "tv", mode="2d", device="cpu")
+    once = slicer.util.arrayFromVolume(one_pass)
+    averaged = slicer.util.arrayFromVolume(nodes[0])
+    assert not np.array_equal(averaged, once)
+    assert np.abs(averaged - once).mean() < 0.01 * np.ptp(once)
     single, _, _ = mrml.compare_nodes(scene, noisy, ["default-2d"], reference_node=ct_node, device="cpu")
-    assert mrml.table_rows(single)[1]["psnr"] != rows["default-2d"]["psnr"]
+    single_rows = mrml.table_rows(single)
+    assert single_rows[1]["psnr"] != rows["default-2d"]["psnr"]
+    assert "flips" not in single_rows[1]  # the default (no averaging) is not a column
     with pytest.raises(InputError, match="not 3"):
-        mrml.compare_nodes(scene, noisy, ["default-2d"], device="cpu", ensemble=3)
+        mrml.compare_nodes(scene, noisy, ["tv"], device="cpu", flips=3)
+
+
+def test_ensemble_is_a_deprecated_name_of_flips(scene, ct_node):
+    with pytest.warns(DeprecationWarning, match="flips"):
+        _, table = mrml.denoise_node(scene, ct_node, "gaussian", mode="2d", device="cpu", ensemble=2)
+    assert mrml.table_rows(table)[0]["flips"] == 2
+
+
+def test_compare_along_axis_1_measures_2d_ssim_along_axis_1(scene, ct_node):
+    """The table's 2D SSIM is over the slices the run denoised (it was always along k before)."""
+    noisy = mrml.simulate_node(scene, ct_node, mrml.SimulationSettings(brightness=1.0, peak=50.0, seed=5))
+    table, nodes, _ = mrml.compare_nodes(scene, noisy, ["gaussian"], reference_node=ct_node, mode="2d", axis=1,
+                                         device="cpu", keep_outputs=True)
+    rows = mrml.table_rows(table)
+    assert rows[1]["axis"] == 1
+    out, ref, inp = (mrml.volume_from_node(n) for n in (nodes[0], ct_node, noisy))
+    along_j = metrics.reference_metrics(out, ref, axis=1)
+    along_k = metrics.reference_metrics(out, ref, axis=0)
+    assert along_j["ssim"] != pytest.approx(along_k["ssim"], rel=1e-6)  # the axis matters here
+    assert rows[1]["ssim"] == pytest.approx(along_j["ssim"], rel=1e-9)
+    assert rows[0]["ssim"] == pytest.approx(metrics.reference_metrics(inp, ref, axis=1)["ssim"], rel=1e-9)
+
+
+def test_settings_hold_one_run_options_and_strength_has_one_meaning(scene, ct_node):
+    settings = mrml.DenoiseSettings("gaussian", RunOptions(mode="2D", device="CPU", strength=2.5))
+    checked = settings.validated()
+    assert checked.options == RunOptions(mode="2d", device="cpu", strength=2.5)
+    job = mrml.prepare_denoise(ct_node, mrml.DenoiseSettings("tv", RunOptions(device="auto")))
+    assert job.options.device == "auto"  # resolved by the engine where the job runs, not on the main thread
+    _, table = mrml.denoise_node(scene, ct_node, "gaussian", options=RunOptions(mode="2d", device="cpu"), strength=2.5)
+    stronger = mrml.table_rows(table)[0]
+    _, table = mrml.denoise_node(scene, ct_node, "gaussian", mode="2d", device="cpu")
+    automatic = mrml.table_rows(table)[0]
+    assert stronger["strength"] == 2.5 and "strength" not in automatic
+    assert stronger["noise_reduction"] > automatic["noise_reduction"]
+
+
+def test_importing_the_bridge_imports_nothing_heavy():
+    code = ("import sys, LowLightDenoiseLib.mrml as m; "
+            "heavy = [k for k in ('torch', 'scipy', 'skimage', 'monai', 'slicer', 'vtk', "
+            "'LowLightDenoiseLib.evaluation', 'LowLightDenoiseLib.methods') if k in sys.modules]; "
+            "print(heavy); assert not heavy; assert m.DenoiseOutcome.__name__ == 'MethodOutcome'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_metrics_table_node_types_columns_and_fills_gaps(scene):
@@ -266,7 +324,7 @@ def test_cancelled_run_raises_and_adds_nothing(scene, ct_node):
 
 
 def test_background_task_cancels_mid_run_and_reports_progress(scene, ct_node):
-    job = mrml.prepare_denoise(ct_node, mrml.DenoiseSettings("nlm", mode="2d", device="cpu"))
+    job = mrml.prepare_denoise(ct_node, mrml.DenoiseSettings("nlm", RunOptions(mode="2d", device="cpu")))
     reached = threading.Event()
     seen = []
 
@@ -304,7 +362,7 @@ def test_background_task_hands_result_and_errors_to_the_caller():
 
 
 def test_prepare_in_main_thread_run_in_worker_publish_in_main_thread(scene, ct_node):
-    job = mrml.prepare_denoise(ct_node, mrml.DenoiseSettings("gaussian", mode="2d", device="cpu"))
+    job = mrml.prepare_denoise(ct_node, mrml.DenoiseSettings("gaussian", RunOptions(mode="2d", device="cpu")))
     slicer.util.updateVolumeFromArray(ct_node, np.zeros((12, 40, 40), np.int16))  # user edits the scene
     task = mrml.BackgroundTask(lambda progress, cancel: mrml.run_job(job, progress, cancel)).start()
     assert task.join(60) and task.error is None
@@ -325,8 +383,11 @@ def test_label_map_input_is_refused_with_one_sentence(scene):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"mode": "4d"}, "Unknown mode"),
-    ({"axis": 5}, "Slice axis must be 0, 1 or 2"),
-    ({"strength": -1.0}, "non-negative"),
+    ({"axis": 5}, "slice axis must be 0, 1 or 2"),
+    ({"strength": -1.0}, "from 0 .input unchanged. to 3"),
+    ({"strength": 3.5}, "from 0 .input unchanged. to 3"),
+    ({"flips": 3}, "flips must be one of 1, 2, 4, 8"),
+    ({"blend": 0.5}, "Unknown run option 'blend'"),
     ({"device": "tpu"}, "Unknown device"),
 ])
 def test_bad_settings_are_input_errors(scene, ct_node, kwargs, message):
@@ -341,6 +402,10 @@ def test_bad_inputs_are_input_errors(scene, ct_node):
     small = mrml.node_from_volume(Volume(np.ones((2, 8, 8), np.float32)), scene, "other size")
     with pytest.raises(InputError, match="must have the same size as the input"):
         mrml.denoise_node(scene, ct_node, "gaussian", reference_node=small)
+    moved = mrml.node_from_volume(mrml.volume_from_node(ct_node), scene, "moved")
+    moved.SetOrigin(0.0, 0.0, 0.0)
+    with pytest.raises(InputError, match=r"not lie on the input's voxel grid \(origin"):
+        mrml.denoise_node(scene, ct_node, "gaussian", reference_node=moved)
     with pytest.raises(InputError, match="No input volume"):
         mrml.denoise_node(scene, None, "gaussian")
     empty = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty")
@@ -349,7 +414,7 @@ def test_bad_inputs_are_input_errors(scene, ct_node):
     flat = mrml.node_from_volume(Volume(np.full((4, 16, 16), 7, np.int16)), scene, "flat")
     with pytest.raises(InputError, match="constant"):
         mrml.denoise_node(scene, flat, "gaussian")
-    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == n_volumes + 3  # the inputs made here
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == n_volumes + 4  # the inputs made here
     assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 0
 
 
@@ -391,7 +456,8 @@ def test_batch_example_denoises_a_folder_into_volumes_and_one_csv(tmp_path, ct_p
     (inputs / "notes.txt").write_text("not a volume")
 
     done = subprocess.run([sys.executable, str(REPO / "examples" / "batch_denoise_folder.py"), str(inputs), str(out),
-                           "--method", "gaussian", "--mode", "2d", "--device", "cpu", "--reference-dir", str(refs)],
+                           "--method", "gaussian", "--mode", "2d", "--device", "cpu", "--flips", "2",
+                           "--reference-dir", str(refs)],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     # second.nrrd has no reference of its name: reported and skipped, exit code 1, the rest written
     assert done.returncode == 1, done.stderr
@@ -400,9 +466,10 @@ def test_batch_example_denoises_a_folder_into_volumes_and_one_csv(tmp_path, ct_p
     assert voxel_corners(result) == voxel_corners(image)  # the same physical grid (slice order may differ)
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["file"], r["method"]) for r in rows] == [("ct.nrrd", "input (unprocessed)"), ("ct.nrrd", "gaussian")]
+    assert [(r["file"], r["method"]) for r in rows] == [("ct.nrrd", INPUT_LABEL), ("ct.nrrd", "gaussian")]
     assert float(rows[1]["psnr"]) > float(rows[0]["psnr"])
-    assert not list(out.glob(".*part*"))
+    assert (rows[1]["axis"], rows[1]["flips"], rows[0]["flips"]) == ("0", "2", "")  # the rows as computed
+    assert not list(out.glob(".*"))  # no temporary file left
 
 
 def test_batch_example_rejects_an_empty_folder(tmp_path):
@@ -411,21 +478,21 @@ def test_batch_example_rejects_an_empty_folder(tmp_path):
     assert done.returncode == 2 and "No volume files" in done.stderr
 
 
-def test_the_slicer_self_test_checks_pass_on_its_own_volume(scene):
-    """What LowLightDenoiseTest asserts inside Slicer, run here on real MRML with the same volume:
-    a classical method in 2D and 3D and every bundled learned denoiser improve PSNR, keep geometry."""
-    from LowLightDenoiseLib import registry
+def test_the_slicer_self_test_passes_here_on_real_mrml(scene):
+    """LowLightDenoiseTest runs these same checks inside Slicer: a classical method in 2D and 3D and every
+    bundled learned denoiser improve PSNR and keep the geometry; a compare with flip averaging."""
+    runs = mrml.self_test_denoise(scene, device="cpu")
+    assert runs[:2] == ["tv 2d", "tv 3d"] and len(runs) > 2  # a learned model is bundled
+    scene.Clear(0)
+    mrml.self_test_compare(scene, device="cpu")
 
-    noisy, reference = mrml.add_self_test_volumes(scene)
-    before = np.array(slicer.util.arrayFromVolume(noisy))
-    learned = [(m["name"], "3d" if 3 in m["spatial_dims"] else "2d") for m in registry.describe_models()
-               if m["installed"] and m["category"] == "denoise"]
-    assert learned, "no learned denoising model is bundled: the Slicer self-test would fail"
-    for method, mode in [("tv", "2d"), ("tv", "3d")] + learned:
-        output, table = mrml.denoise_node(scene, noisy, method, reference_node=reference, mode=mode, device="cpu")
-        assert output.GetClassName() == "vtkMRMLScalarVolumeNode"
-        np.testing.assert_array_equal(mrml.node_ijk_to_ras(output), mrml.node_ijk_to_ras(noisy))
-        rows = mrml.table_rows(table)
-        assert [r["method"] for r in rows] == ["input (unprocessed)", method]
-        assert rows[1]["psnr"] > rows[0]["psnr"], (method, mode, rows)
-    np.testing.assert_array_equal(slicer.util.arrayFromVolume(noisy), before)
+
+def test_the_module_layout_is_a_valid_mrml_layout(scene):
+    layout = scene.AddNewNodeByClass("vtkMRMLLayoutNode")
+    assert mrml.register_layout(layout) == mrml.LAYOUT_ID == mrml.register_layout(layout)
+    layout.SetViewArrangement(mrml.LAYOUT_ID)
+    root = layout.GetLayoutRootElement()
+    assert root is not None and root.GetName() == "layout"
+    assert vtk.vtkXMLUtilities.ReadElementFromString(mrml.LAYOUT_XML) is not None  # well-formed XML
+    for tag in ("Red", "Yellow", "TableView1", "PlotView1"):
+        assert f'singletontag="{tag}"' in mrml.LAYOUT_XML

@@ -1,0 +1,49 @@
+"""The library on 3D Slicer MRML nodes: volume node in, new volume node and metrics table out.
+
+Imports neither Qt nor the Slicer application, only MRML classes and :mod:`slicer.util` array
+helpers, and those only inside functions, so ``import LowLightDenoiseLib.mrml`` works without Slicer
+and costs nothing heavy (the Slicer module imports it at start-up). The same code runs inside
+Slicer, in ``Slicer --no-main-window --python-script`` and in plain Python with ``slicer-core``.
+
+* :mod:`.geometry` - volume nodes <-> :class:`~LowLightDenoiseLib.volume.Volume`, exact IJK-to-RAS
+* :mod:`.nodes` - result rows <-> table nodes, bar chart nodes; the module's view layout
+* :mod:`.jobs` - settings, and denoise / compare / simulate on nodes, split in main-thread and worker steps
+* :mod:`.tasks` - :class:`BackgroundTask`, a worker thread a GUI timer polls
+* :mod:`.dependencies` - what the module pip-installs and what it must never replace
+* :mod:`.selftest` - the module's self-test (run inside Slicer and in CI)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..options import AXES, DEVICES, MODES
+from .dependencies import PROTECTED_DISTRIBUTIONS, REQUIREMENTS, missing_requirements, protected_pins
+from .geometry import (SCALAR_NODE, SUPPORTED_NODE_CLASSES, VECTOR_NODE, ijk_to_ras, node_from_volume,
+                       node_ijk_to_ras, volume_from_node)
+from .jobs import (DenoiseJob, DenoiseSettings, SimulationSettings, compare_nodes, denoise_node, method_choices,
+                   noise_types, prepare_denoise, publish_denoise, run_job, simulate_node)
+from .nodes import (LAYOUT_ID, LAYOUT_XML, default_plot_column, metrics_plot_node, metrics_table_node, register_layout,
+                    table_rows)
+from .selftest import add_self_test_volumes, self_test_compare, self_test_denoise
+from .tasks import BackgroundTask
+
+
+def __getattr__(name: str) -> Any:
+    """``DenoiseOutcome``: the former name of :class:`~LowLightDenoiseLib.evaluation.MethodOutcome`
+    (imported on first use: the evaluation module pulls in the methods)."""
+    if name == "DenoiseOutcome":
+        from ..evaluation import MethodOutcome
+
+        return MethodOutcome
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "AXES", "BackgroundTask", "DEVICES", "DenoiseJob", "DenoiseOutcome", "DenoiseSettings", "LAYOUT_ID", "LAYOUT_XML",
+    "MODES",
+    "PROTECTED_DISTRIBUTIONS", "REQUIREMENTS", "SCALAR_NODE", "SUPPORTED_NODE_CLASSES", "SimulationSettings",
+    "VECTOR_NODE", "add_self_test_volumes", "compare_nodes", "default_plot_column", "denoise_node", "ijk_to_ras",
+    "method_choices", "metrics_plot_node", "metrics_table_node", "missing_requirements", "node_from_volume",
+    "node_ijk_to_ras", "noise_types", "prepare_denoise", "protected_pins", "publish_denoise", "run_job",
+    "register_layout", "self_test_compare", "self_test_denoise", "simulate_node", "table_rows", "volume_from_node",
+]

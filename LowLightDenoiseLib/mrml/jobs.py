@@ -1,0 +1,255 @@
+"""Denoise, compare and simulate on MRML nodes: the module's logic, usable without Qt.
+
+A GUI must touch the scene only on the main thread, so a run is three steps, which the one-call
+functions (:func:`denoise_node`, :func:`compare_nodes`) simply chain::
+
+    job = prepare_denoise(input_node, settings, reference_node)        # main thread: copy arrays out
+    comparison = run_job(job, progress, cancel)                         # anywhere: no MRML at all
+    output_nodes, table_node = publish_denoise(scene, job, comparison)  # main thread: new nodes
+
+The middle step is :func:`LowLightDenoiseLib.evaluation.run_methods`, the path the command line and
+batch runs take too, so a Slicer table has the same rows and numbers as ``lowlightdenoise compare``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
+
+from .. import DEFAULT_METHOD
+from ..errors import InputError
+from ..options import RunOptions
+from ..progress import CancelToken, ProgressCallback
+from ..volume import Volume, geometry_difference
+from .geometry import node_from_volume, volume_from_node
+from .nodes import default_plot_column, metrics_plot_node, metrics_table_node
+
+if TYPE_CHECKING:  # heavy (scipy, the methods): imported where a job runs
+    from ..evaluation import Comparison
+
+# ------------------------------------------------------------------------------------------- settings
+
+
+@dataclasses.dataclass
+class DenoiseSettings:
+    """What the module's controls choose: the method and how it runs (one :class:`RunOptions`)."""
+
+    method: str = DEFAULT_METHOD
+    options: RunOptions = dataclasses.field(default_factory=RunOptions)
+
+    def validated(self) -> "DenoiseSettings":
+        """A copy with every choice checked (one sentence per problem); the device is left for the engine
+        to resolve, so nothing heavy (torch) is imported on the GUI's main thread."""
+        method = str(self.method or "").strip()
+        if not method:
+            raise InputError("No method was selected.")
+        if not isinstance(self.options, RunOptions):
+            raise InputError(f"options must be a RunOptions, not {type(self.options).__name__}.")
+        return DenoiseSettings(method, self.options.validated(resolve=False))
+
+
+def _merge_options(options: Optional[RunOptions] = None, **fields: Any) -> RunOptions:
+    """``options`` (default: all defaults) with ``fields`` replaced; unknown fields raise one sentence.
+
+    ``ensemble=`` is the deprecated name of ``flips=``. Nothing is validated here (see
+    :meth:`DenoiseSettings.validated`).
+    """
+    if "ensemble" in fields:
+        warnings.warn("ensemble= is deprecated; use flips= (test-time flip averaging, for every method).",
+                      DeprecationWarning, stacklevel=3)
+        ensemble = fields.pop("ensemble")
+        if fields.get("flips") is None:
+            fields["flips"] = ensemble
+    known = {f.name for f in dataclasses.fields(RunOptions)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise InputError(f"Unknown run option {unknown[0]!r}; the options are: {', '.join(sorted(known))}.")
+    if options is not None and not isinstance(options, RunOptions):
+        raise InputError(f"options must be a RunOptions, not {type(options).__name__}.")
+    given = {k: v for k, v in fields.items() if v is not None or k == "strength"}
+    return dataclasses.replace(options or RunOptions(), **given)
+
+
+@dataclasses.dataclass
+class SimulationSettings:
+    """Low-light simulation controls: the photon-limited model, or another noise type at ``level``.
+
+    ``noise="lowlight"`` uses ``brightness``, ``gamma``, ``peak`` (photons at full scale) and
+    ``read_noise`` (photons); any other type of :data:`LowLightDenoiseLib.degrade.DEGRADATIONS`
+    uses ``level`` as its main parameter (``sigma``, or ``amount`` for salt-and-pepper).
+    """
+
+    noise: str = "lowlight"
+    brightness: float = 0.5
+    gamma: float = 1.0
+    peak: float = 100.0
+    read_noise: float = 1.0
+    level: float = 0.05
+    seed: int = 0
+
+    def degradation(self) -> Any:
+        """The :class:`~LowLightDenoiseLib.degrade.Degradation` these settings describe."""
+        from .. import degrade
+
+        noise = str(self.noise).strip().lower()
+        if noise == "lowlight":
+            return degrade.make_degradation(noise, brightness=self.brightness, gamma=self.gamma,
+                                            peak=self.peak, read_noise=self.read_noise)
+        if noise == "salt_pepper":
+            return degrade.make_degradation(noise, amount=self.level)
+        return degrade.make_degradation(noise, sigma=self.level)
+
+
+def noise_types() -> List[str]:
+    """Names of the simulated noise types, low light first."""
+    from ..degrade import DEGRADATIONS
+
+    return ["lowlight"] + sorted(k for k in DEGRADATIONS if k != "lowlight")
+
+
+def method_choices() -> List[Tuple[str, str]]:
+    """``(name, label)`` of every method for a drop-down: learned models first, then classical."""
+    from ..methods import list_methods
+
+    rows = list_methods()
+    learned = [r for r in rows if r.get("kind") == "learned"]
+    classical = [r for r in rows if r.get("kind") != "learned"]
+    choices = []
+    for r in learned + classical:
+        label = f"{r['name']} - {r.get('title') or r['name']}"
+        if r.get("kind") == "learned" and r.get("installed") is False:
+            label += " (download)"
+        choices.append((str(r["name"]), label))
+    return choices
+
+
+# ------------------------------------------------------------------------------------------- jobs
+
+
+@dataclasses.dataclass
+class DenoiseJob:
+    """Everything a worker needs: copies of the arrays, the validated settings and the methods."""
+
+    input: Volume
+    settings: DenoiseSettings
+    methods: List[str]
+    reference: Optional[Volume] = None
+    input_name: str = "volume"
+    input_node_id: str = ""
+
+    @property
+    def options(self) -> RunOptions:
+        return self.settings.options
+
+
+def prepare_denoise(input_node: Any, settings: DenoiseSettings, reference_node: Any = None,
+                    methods: Optional[Sequence[str]] = None) -> DenoiseJob:
+    """Main thread: validate the choices and copy the input (and reference) out of the scene.
+
+    ``methods`` (default: the settings' method) are run in this order by :func:`run_job`.
+    """
+    settings = settings.validated()
+    volume = volume_from_node(input_node, "input")
+    reference = None
+    if reference_node is not None:
+        if reference_node is input_node:
+            raise InputError("The reference volume must be a different volume from the input.")
+        reference = volume_from_node(reference_node, "reference")
+        if reference.array.shape != volume.array.shape:
+            raise InputError(
+                f"The reference volume ({' x '.join(map(str, reference.array.shape))} voxels) must "
+                f"have the same size as the input ({' x '.join(map(str, volume.array.shape))}).")
+        difference = geometry_difference(volume, reference)
+        if difference is not None:
+            raise InputError(f"The reference volume does not lie on the input's voxel grid ({difference}); the "
+                             "metrics compare voxel by voxel, so it must be the same scan (e.g. the original of "
+                             "a simulated volume). Resample it onto the input first.")
+    names = [settings.method] if methods is None else [str(m).strip() for m in methods if str(m).strip()]
+    if not names:
+        raise InputError("No method was selected to compare.")
+    return DenoiseJob(volume, settings, names, reference, input_node.GetName(), input_node.GetID() or "")
+
+
+def run_job(job: DenoiseJob, progress: Optional[ProgressCallback] = None,
+            cancel: Optional[CancelToken] = None) -> "Comparison":
+    """Anywhere (a worker): every method of ``job`` on its input; touches no MRML node.
+
+    Returns :func:`~LowLightDenoiseLib.evaluation.run_methods`' :class:`Comparison`: the table's
+    rows (the unprocessed input first when there is a reference) and each method's outcome (output
+    volume, row, warnings). Progress is one fraction over all methods; :class:`CancelledError`
+    stops between steps.
+    """
+    from ..evaluation import run_methods
+
+    return run_methods(job.input, job.methods, job.options, reference=job.reference, progress=progress,
+                       cancel=cancel)
+
+
+def publish_denoise(scene: Any, job: DenoiseJob, comparison: "Comparison", *, keep_outputs: bool = True,
+                    table_name: Optional[str] = None, like: Any = None) -> Tuple[List[Any], Any]:
+    """Main thread: add the output volume node(s) and one metrics table node to ``scene``.
+
+    Returns ``(output_nodes, table_node)``; with ``keep_outputs=False`` only the table is added.
+    """
+    if like is None and job.input_node_id:
+        like = scene.GetNodeByID(job.input_node_id)
+    nodes = []
+    if keep_outputs:
+        for o in comparison.outcomes:
+            nodes.append(node_from_volume(o.volume, scene, f"{job.input_name} {o.method}", like=like,
+                                          window_level_from_like=o.category != "enhance"))
+    table = metrics_table_node(scene, comparison.rows, table_name or f"{job.input_name} metrics")
+    return nodes, table
+
+
+def denoise_node(scene: Any, input_node: Any, method: str, *, reference_node: Any = None,
+                 options: Optional[RunOptions] = None, progress: Optional[ProgressCallback] = None,
+                 cancel: Optional[CancelToken] = None, **option_fields: Any) -> Tuple[Any, Any]:
+    """Denoise ``input_node`` with ``method`` into a new node; returns ``(output_node, table_node)``.
+
+    How it runs is ``options`` (a :class:`RunOptions`) or its fields as keywords (``mode``, ``axis``,
+    ``device``, ``strength``, ``seed``, ``flips``...), keywords winning. The input node is not
+    modified; the output has the input's geometry and units. The table has the run (time, device,
+    non-default strength and flips) and PSNR/SSIM/MSE against ``reference_node`` (2D SSIM along the
+    run's slice axis) after a row for the unprocessed input, and the no-reference figures.
+    """
+    settings = DenoiseSettings(method, _merge_options(options, **option_fields))
+    job = prepare_denoise(input_node, settings, reference_node)
+    nodes, table = publish_denoise(scene, job, run_job(job, progress, cancel), like=input_node)
+    return nodes[0], table
+
+
+def compare_nodes(scene: Any, input_node: Any, methods: Sequence[str], *, reference_node: Any = None,
+                  options: Optional[RunOptions] = None, keep_outputs: bool = False,
+                  plot_column: Optional[str] = None, progress: Optional[ProgressCallback] = None,
+                  cancel: Optional[CancelToken] = None, **option_fields: Any) -> Tuple[Any, List[Any], Any]:
+    """Run several methods on one input into ONE table; returns ``(table_node, output_nodes, chart)``.
+
+    Options as for :func:`denoise_node`, the same for every method. ``plot_column`` (default: PSNR
+    with a reference, else the noise reduction) is drawn as a bar chart node; ``keep_outputs`` also
+    adds every output volume to the scene.
+    """
+    methods = list(methods)
+    settings = DenoiseSettings(methods[0] if methods else "", _merge_options(options, **option_fields))
+    job = prepare_denoise(input_node, settings, reference_node, methods=methods)
+    nodes, table = publish_denoise(scene, job, run_job(job, progress, cancel), keep_outputs=keep_outputs,
+                                   table_name=f"{job.input_name} comparison", like=input_node)
+    chart = metrics_plot_node(scene, table, plot_column or default_plot_column(table))
+    return table, nodes, chart
+
+
+def simulate_node(scene: Any, input_node: Any, settings: Optional[SimulationSettings] = None, *,
+                  name: Optional[str] = None) -> Any:
+    """Simulate a low-light (or other noisy) acquisition of ``input_node`` into a new node."""
+    from ..degrade import simulate_volume
+
+    settings = settings or SimulationSettings()
+    volume = volume_from_node(input_node, "input")
+    noisy = simulate_volume(volume, settings.degradation(), seed=int(settings.seed))
+    label = name or f"{input_node.GetName()} {str(settings.noise).lower()}"
+    return node_from_volume(noisy, scene, label, like=input_node, window_level_from_like=True)
+
+
+__all__ = ["DenoiseJob", "DenoiseSettings", "SimulationSettings", "compare_nodes", "denoise_node",
+           "method_choices", "noise_types", "prepare_denoise", "publish_denoise", "run_job",
+           "simulate_node"]
