@@ -189,13 +189,15 @@ MethodFactory = Callable[[Scan, Level, Volume], Method]
 class Entry:
     """A method as the evaluation runs it: a label in the table, the method, how it runs.
 
-    ``method`` is a name, a :class:`Method`, or a :data:`MethodFactory`. ``oracle_strengths``: run at
+    ``method`` is a name, a :class:`Method`, a :data:`MethodFactory`, or a sequence of names and
+    methods run one after another (a pipeline: each step a whole engine run on the previous step's
+    output, with the same options; seconds add up). ``oracle_strengths``: run at
     each of these strengths and keep the best score against the clean scan (an upper bound no user
     can reach, marked by the ``strength`` column).
     """
 
     label: str
-    method: Union[str, Method, MethodFactory]
+    method: Union[str, Method, MethodFactory, Sequence[Union[str, Method]]]
     options: RunOptions = dataclasses.field(default_factory=RunOptions)
     oracle_strengths: Sequence[float] = ()
     columns: Row = dataclasses.field(default_factory=dict)
@@ -211,8 +213,18 @@ def reference_scores(output: Volume, clean: Volume, noisy: Volume) -> Row:
 
 #: ``(output, clean, noisy) -> scores``; the first score is what oracle tuning maximises
 Scorer = Callable[[Volume, Volume, Volume], Row]
-#: called with every output: ``(scan, level, label, noisy, output)``
-Observer = Callable[[Scan, Level, str, Volume, Volume], None]
+#: called with every output and its row: ``(scan, level, row, noisy, output)``; ``row["method"]`` is the
+#: entry's label (the noisy input's row comes first, with ``output`` the noisy scan)
+Observer = Callable[[Scan, Level, Row, Volume, Volume], None]
+
+
+def _loaded(method: Any, device: str) -> Any:
+    """Names (also the steps of a pipeline) made methods, so that each model is loaded once."""
+    if isinstance(method, str):
+        return get_method(method, device=device)
+    if isinstance(method, (list, tuple)):
+        return tuple(_loaded(m, device) for m in method)
+    return method
 
 
 def _run_entry(entry: Entry, scan: Scan, level: Level, noisy: Volume, score: Scorer,
@@ -220,13 +232,17 @@ def _run_entry(entry: Entry, scan: Scan, level: Level, noisy: Volume, score: Sco
     method = entry.method
     if callable(method) and not isinstance(method, Method):
         method = method(scan, level, noisy)
+    steps = list(method) if isinstance(method, (list, tuple)) else [method]
     strengths = list(entry.oracle_strengths) or [None]
     best = None
     total = 0.0
     for strength in strengths:
         opts = options if strength is None else dataclasses.replace(options, strength=strength)
-        result = denoise_volume(noisy, method, opts)
-        total += result.seconds
+        volume = noisy
+        for step in steps:
+            result = denoise_volume(volume, step, opts)
+            total += result.seconds
+            volume = result.volume
         scores = score(result.volume, scan.clean, noisy)
         first = next(iter(scores.values()))
         if best is None or first > best[0]:
@@ -250,8 +266,8 @@ def evaluate(scans: Iterable[Scan], levels: Sequence[Level], entries: Sequence[E
     from .degrade import simulate_volume
     from .errors import LowLightDenoiseError
 
-    entries = [dataclasses.replace(e, method=get_method(e.method, device=e.options.validated().device))
-               if isinstance(e.method, str) else e for e in entries]  # each model loaded once
+    entries = [dataclasses.replace(e, method=_loaded(e.method, e.options.validated(resolve=False).device))
+               for e in entries]  # each model loaded once
     rows: List[Row] = []
     for scan in scans:
         for level in levels:
@@ -260,12 +276,12 @@ def evaluate(scans: Iterable[Scan], levels: Sequence[Level], entries: Sequence[E
                         **level.columns)
             rows.append(dict(base, method=noisy_label, mode=None, seconds=None, **score(noisy, scan.clean, noisy)))
             for observe in observers:
-                observe(scan, level, noisy_label, noisy, noisy)
+                observe(scan, level, rows[-1], noisy, noisy)
             for entry in entries:
                 t0 = time.perf_counter()
                 try:
                     output, seconds, scores, result = _run_entry(entry, scan, level, noisy, score,
-                                                                 entry.options.validated())
+                                                                 entry.options.validated(resolve=False))
                 except LowLightDenoiseError as error:
                     if on_error is None:
                         raise
@@ -275,7 +291,7 @@ def evaluate(scans: Iterable[Scan], levels: Sequence[Level], entries: Sequence[E
                            **entry.columns, **scores)
                 rows.append(row)
                 for observe in observers:
-                    observe(scan, level, entry.label, noisy, output)
+                    observe(scan, level, row, noisy, output)
                 if log is not None:
                     log(f"{scan.name} {level.label}: {entry.label} ({result.mode}) "
                         f"{next(iter(scores))} {next(iter(scores.values())):.2f} in "

@@ -26,7 +26,7 @@ from .methods import Method, MethodContext, get_method
 from .methods.wrappers import FlipAveraging
 from .noise import NoiseProfile, estimate_noise
 from .normalize import Normalizer, display_range
-from .options import RunOptions
+from .options import RunOptions, resolve_device
 from .progress import CancelToken, ProgressCallback, RunControl
 from .volume import Volume, validate_values
 
@@ -87,7 +87,11 @@ def _check_size(shape: tuple, method: Method, mode: str) -> None:
 
 
 def run_options(options: Optional[RunOptions] = None, **fields: Any) -> RunOptions:
-    """``options`` (default: all defaults) with ``fields`` replaced, validated; unknown fields raise one sentence."""
+    """``options`` (default: all defaults) with ``fields`` replaced, validated; unknown fields raise one sentence.
+
+    The device is checked but not resolved: only a method that runs on a device needs ``auto`` turned into
+    ``cuda`` or ``cpu`` (which imports torch), and :func:`denoise_volume` does that for it.
+    """
     if options is not None and not isinstance(options, RunOptions):
         raise InputError(f"options must be a RunOptions, not {type(options).__name__}.")
     known = {f.name for f in dataclasses.fields(RunOptions)}
@@ -95,7 +99,7 @@ def run_options(options: Optional[RunOptions] = None, **fields: Any) -> RunOptio
     if unknown:
         raise InputError(f"Unknown run option {unknown[0]!r}; the options are: {', '.join(sorted(known))}.")
     given = {k: v for k, v in fields.items() if v is not None or k == "strength"}
-    return dataclasses.replace(options or RunOptions(), **given).validated()
+    return dataclasses.replace(options or RunOptions(), **given).validated(resolve=False)
 
 
 def denoise_volume(
@@ -120,6 +124,8 @@ def denoise_volume(
     opts = run_options(options, **fields)
     control = RunControl(progress, cancel)
     method = get_method(method, device=opts.device)
+    # the device is resolved once, here, and only for a method that runs on one (no torch import otherwise)
+    opts = dataclasses.replace(opts, device=resolve_device(opts.device) if method.uses_device else "cpu")
     validate_values(volume.array)
     mode = resolve_mode(opts.mode, method, volume)
     axis = 0 if mode == "2d" and volume.is_2d else opts.axis

@@ -63,6 +63,8 @@ class Method(abc.ABC):
     preferred_dims: int = 2
     #: smallest in-plane (and, in 3D, through-plane) size the method accepts
     min_size: int = 3
+    #: whether the method runs on the chosen device (a GPU); the others always run on the CPU
+    uses_device: bool = False
 
     @abc.abstractmethod
     def apply(self, block: np.ndarray, context: MethodContext) -> np.ndarray:

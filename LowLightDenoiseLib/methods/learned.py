@@ -30,6 +30,7 @@ class LearnedMethod(Method):
     """A trained network run tile by tile (:mod:`..models.inference`), 2D models slice-wise, 3D ones on volumes."""
 
     kind = "learned"
+    uses_device = True
 
     def __init__(self, spec: ModelSpec, network: Any, device: str = "cpu", settings: Any = None,
                  weights_path: Optional[Union[str, Path]] = None) -> None:

@@ -28,6 +28,7 @@ class MethodWrapper(Method):
         self.spatial_dims = tuple(inner.spatial_dims)
         self.preferred_dims = inner.preferred_dims
         self.min_size = inner.min_size
+        self.uses_device = inner.uses_device
 
     def describe(self) -> dict:
         return self.inner.describe()

@@ -172,3 +172,17 @@ def test_noise_free_black_slices_give_a_zero_not_nan_noise_estimate():
     assert estimate_sigma(np.zeros((2, 32, 32), dtype=np.float32)) == 0.0
     assert np.isfinite([profile.sigma, profile.a, profile.b]).all()
     assert np.isfinite(profile.std_at(black)).all()
+
+
+def test_the_wavelet_noise_estimate_is_scikit_images_on_real_crops(ct_path, mr_path, xray_path):
+    """Our copy avoids importing scipy.stats at start-up; it must give skimage's number exactly."""
+    from skimage.restoration import estimate_sigma
+
+    from LowLightDenoiseLib.io import read_volume
+    from LowLightDenoiseLib.noise import wavelet_mad_sigma
+
+    for path in (ct_path, mr_path, xray_path):
+        array = read_volume(path).array.astype(np.float64)
+        for image in (array[0], array[-1]):
+            assert wavelet_mad_sigma(image) == pytest.approx(float(estimate_sigma(image)), rel=1e-12)
+    assert np.isnan(wavelet_mad_sigma(np.zeros((16, 16))))
