@@ -67,11 +67,16 @@ def quality_row(input: Volume, output: Volume, reference: Optional[Volume] = Non
     return row
 
 
-def input_row(input: Volume, reference: Volume, *, data_range: Optional[float] = None, axis: int = 0) -> Row:
-    """The unprocessed input against the reference: the row every method must beat."""
+def input_row(input: Volume, reference: Volume, *, data_range: Optional[float] = None, axis: int = 0,
+              options: Optional[RunOptions] = None) -> Row:
+    """The unprocessed input against the reference: the row every method must beat.
+
+    It has the run columns of the method rows (empty), so a table keeps the runs' columns first.
+    """
     from .metrics import reference_metrics
 
     row: Row = {"method": INPUT_LABEL, "mode": None, "axis": None, "device": None, "seconds": None}
+    row.update({k: None for k in (options.columns() if options is not None else {})})
     row.update(reference_metrics(input, reference, data_range, axis=axis))
     return row
 
@@ -142,7 +147,7 @@ def run_methods(volume: Volume, methods: Sequence[Union[str, Method]], options: 
     control = RunControl(progress, cancel)
     rows: List[Row] = []
     if reference is not None:
-        rows.append(input_row(volume, reference, data_range=data_range, axis=opts.axis))
+        rows.append(input_row(volume, reference, data_range=data_range, axis=opts.axis, options=opts))
     outcomes: List[MethodOutcome] = []
     n = len(loaded)
     for i, method in enumerate(loaded):

@@ -336,3 +336,12 @@ def test_a_reference_on_another_voxel_grid_is_refused_unless_forced(capsys, work
     code, out, err = run(capsys, "denoise", ct, work / "o.nrrd", "--method", FAST, "--reference", mr_path,
                          "--force-reference")
     assert code == 0 and "measured voxel by voxel anyway" in err and (work / "o.nrrd").exists()
+
+
+def test_the_run_columns_come_before_the_metrics_in_every_row(capsys, work: Path):
+    ct = work / "ct.nrrd"
+    code, _, err = run(capsys, "compare", ct, "--methods", f"{FAST},gaussian", "--reference", ct, "--flips", 2,
+                       "--strength", 0.5, "--csv", work / "t.csv", "-q")
+    assert code == 0, err
+    header = (work / "t.csv").read_text().splitlines()[0].split(",")
+    assert header[:7] == ["method", "mode", "axis", "device", "seconds", "strength", "flips"]
