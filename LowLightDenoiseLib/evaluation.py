@@ -143,8 +143,12 @@ def run_methods(volume: Volume, methods: Sequence[Union[str, Method]], options: 
         warnings.extend([warning] if warning else [])
     if not methods:
         raise InputError("Give at least one method.")
-    loaded = [get_method(m, device=opts.device) for m in methods]
     control = RunControl(progress, cancel)
+    loaded = []
+    for m in methods:  # every method found (and a model loaded) before any runs: an unknown name fails first
+        if not isinstance(m, Method):
+            control.step(0.0, f"{m}: loading")
+        loaded.append(get_method(m, device=opts.device))
     rows: List[Row] = []
     if reference is not None:
         rows.append(input_row(volume, reference, data_range=data_range, axis=opts.axis, options=opts))

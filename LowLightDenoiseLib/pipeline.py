@@ -123,6 +123,8 @@ def denoise_volume(
         raise InputError(f"cancel must be a CancelToken, not {type(cancel).__name__}.")
     opts = run_options(options, **fields)
     control = RunControl(progress, cancel)
+    if not isinstance(method, Method):
+        control.step(0.0, f"{method}: loading")  # a learned model's weights load (or download) first
     method = get_method(method, device=opts.device)
     # the device is resolved once, here, and only for a method that runs on one (no torch import otherwise)
     opts = dataclasses.replace(opts, device=resolve_device(opts.device) if method.uses_device else "cpu")

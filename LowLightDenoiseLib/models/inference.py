@@ -41,6 +41,8 @@ GiB = 1024 ** 3
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 #: builds the predictor that runs windows on a device (``"cpu"``, ``"cuda"``, ``"cuda:1"``)
 PredictorFactory = Callable[[str], Predictor]
+#: a run reports at least this many progress steps (window batches), however small the input
+MIN_PROGRESS_STEPS = 4
 #: what tile sides must be a multiple of: one number for every axis, or one per spatial axis
 Multiple = Union[int, Sequence[int]]
 
@@ -321,6 +323,8 @@ def run_windows(x: torch.Tensor, predictor: Predictor, plan: TilePlan, control: 
     settings = settings or InferenceSettings()
     spatial = tuple(x.shape[2:])
     total = x.shape[0] * windows_per_image(spatial, plan.roi_size, settings.overlap)
+    # a small input still reports a few steps (window batches only group independent windows: same result)
+    batch = max(1, min(plan.sw_batch_size, math.ceil(total / MIN_PROGRESS_STEPS)))
     done = [0]
 
     def counted(window: torch.Tensor) -> torch.Tensor:
@@ -331,7 +335,7 @@ def run_windows(x: torch.Tensor, predictor: Predictor, plan: TilePlan, control: 
 
     with torch.inference_mode():
         y = sliding_window_inference(
-            x, roi_size=plan.roi_size, sw_batch_size=plan.sw_batch_size, predictor=counted,
+            x, roi_size=plan.roi_size, sw_batch_size=batch, predictor=counted,
             overlap=settings.overlap, mode=settings.blend, padding_mode="replicate")
     control.step(1.0, f"{total} windows")
     return torch.as_tensor(y)

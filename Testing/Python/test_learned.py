@@ -385,3 +385,16 @@ def test_slab_unet_is_3d_only_and_refuses_2d_weights_of_another_shape():
     other = build_network("unet", 2, 2, features=[8] * 6, norm=None)
     with pytest.raises(ValueError, match="does not inflate"):
         initialise_from(slab, other.state_dict())
+
+
+def test_progress_says_what_happens_from_model_loading_to_the_last_slice(ct_volume):
+    """Issue 12 item 10: no jump from 0 to 100 % on a small volume; loading is announced."""
+    from LowLightDenoiseLib.evaluation import run_methods
+
+    steps = []
+    run_methods(ct_volume, ["default-2d", "tv"], progress=lambda f, m: steps.append((f, m)))
+    fractions = [f for f, _ in steps]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert steps[0][1] == "default-2d: loading"
+    assert len({round(f, 3) for f in fractions if 0 < f < 0.5}) >= 3  # several steps within the model's half
+    assert any("slice" in m for _, m in steps)
