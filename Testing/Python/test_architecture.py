@@ -127,3 +127,13 @@ def test_the_library_reads_nothing_of_the_repository_around_it():
             if needle in text:
                 offenders.append(f"{path.relative_to(REPO)}: {needle}")
     assert not offenders, offenders
+
+
+def test_the_wheel_ships_every_library_package():
+    """pyproject.toml lists packages by hand: a new folder of the library must be listed, or pip drops it."""
+    import re
+
+    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    listed = set(re.findall(r'"(LowLightDenoiseLib(?:\.\w+)?)"', text.split("packages =", 1)[1].split("\n", 1)[0]))
+    present = {_module_name(p.parent / "__init__.py") for p in LIB.rglob("__init__.py")}
+    assert present <= listed, f"packages missing from pyproject.toml: {sorted(present - listed)}"
