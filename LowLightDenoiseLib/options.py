@@ -119,3 +119,20 @@ class RunOptions:
         if self.flips != 1:
             row["flips"] = self.flips
         return row
+
+
+def merged(options: Optional[RunOptions] = None, **fields: Any) -> RunOptions:
+    """``options`` (default: all defaults) with the given ``fields`` replaced; not validated.
+
+    A field given as ``None`` keeps its value, except ``strength``, where ``None`` means automatic. An
+    unknown field or an ``options`` that is not a :class:`RunOptions` raises one sentence.
+    """
+    if options is not None and not isinstance(options, RunOptions):
+        raise InputError(f"options must be a RunOptions, not {type(options).__name__}.")
+    known = {f.name for f in dataclasses.fields(RunOptions)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise InputError(f"Unknown run option {unknown[0]!r}; the options are: {', '.join(sorted(known))}.")
+    given = {k: v for k, v in fields.items() if v is not None or k == "strength"}
+    return dataclasses.replace(options or RunOptions(), **given)
+

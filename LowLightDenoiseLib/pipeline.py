@@ -26,7 +26,7 @@ from .methods import Method, MethodContext, get_method
 from .methods.wrappers import FlipAveraging
 from .noise import NoiseProfile, estimate_noise
 from .normalize import Normalizer, display_range
-from .options import RunOptions, resolve_device
+from .options import RunOptions, merged, resolve_device
 from .progress import CancelToken, ProgressCallback, RunControl
 from .volume import Volume, validate_values
 
@@ -92,14 +92,7 @@ def run_options(options: Optional[RunOptions] = None, **fields: Any) -> RunOptio
     The device is checked but not resolved: only a method that runs on a device needs ``auto`` turned into
     ``cuda`` or ``cpu`` (which imports torch), and :func:`denoise_volume` does that for it.
     """
-    if options is not None and not isinstance(options, RunOptions):
-        raise InputError(f"options must be a RunOptions, not {type(options).__name__}.")
-    known = {f.name for f in dataclasses.fields(RunOptions)}
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise InputError(f"Unknown run option {unknown[0]!r}; the options are: {', '.join(sorted(known))}.")
-    given = {k: v for k, v in fields.items() if v is not None or k == "strength"}
-    return dataclasses.replace(options or RunOptions(), **given).validated(resolve=False)
+    return merged(options, **fields).validated(resolve=False)
 
 
 def denoise_volume(
