@@ -8,7 +8,7 @@ Slicer, in ``Slicer --no-main-window --python-script`` and in plain Python with 
 * :mod:`.geometry` - volume nodes <-> :class:`~LowLightDenoiseLib.volume.Volume`, exact IJK-to-RAS
 * :mod:`.nodes` - result rows <-> table nodes, bar chart nodes; the module's view layout
 * :mod:`.jobs` - settings, and denoise / compare / simulate on nodes, split in main-thread and worker steps
-* :mod:`.tasks` - :class:`BackgroundTask`, a worker thread a GUI timer polls
+* :mod:`.process` - the same jobs in a child process (:mod:`LowLightDenoiseLib.jobs`), as the module runs them
 * :mod:`.dependencies` - what the module pip-installs and what it must never replace
 * :mod:`.selftest` - the module's self-test (run inside Slicer and in CI)
 """
@@ -21,11 +21,13 @@ from .dependencies import PROTECTED_DISTRIBUTIONS, REQUIREMENTS, missing_require
 from .geometry import (SCALAR_NODE, SUPPORTED_NODE_CLASSES, VECTOR_NODE, ijk_to_ras, node_from_volume,
                        node_ijk_to_ras, volume_from_node)
 from .jobs import (DenoiseJob, DenoiseSettings, SimulationSettings, compare_nodes, denoise_node, method_choices,
-                   noise_types, prepare_denoise, publish_denoise, run_job, simulate_node)
-from .nodes import (LAYOUT_ID, LAYOUT_XML, default_plot_column, metrics_plot_node, metrics_table_node, register_layout,
-                    table_rows)
-from .selftest import add_self_test_volumes, self_test_compare, self_test_denoise
-from .tasks import BackgroundTask
+                   noise_types, prepare_denoise, publish_denoise, publish_simulation, run_job, simulate_node)
+from .nodes import (LAYOUT_ID, LAYOUT_XML, NOTICE, default_plot_column, metrics_plot_node, metrics_table_node,
+                    output_name, register_layout, table_rows)
+from .process import (SimulationJob, publish_simulated, run_in_child, start_denoise, start_download,
+                      start_simulation)
+from .samples import SAMPLES, load_sample_nodes
+from .selftest import add_self_test_volumes, self_test_child_process, self_test_compare, self_test_denoise
 
 
 def __getattr__(name: str) -> Any:
@@ -39,11 +41,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AXES", "BackgroundTask", "DEVICES", "DenoiseJob", "DenoiseOutcome", "DenoiseSettings", "LAYOUT_ID", "LAYOUT_XML",
-    "MODES",
-    "PROTECTED_DISTRIBUTIONS", "REQUIREMENTS", "SCALAR_NODE", "SUPPORTED_NODE_CLASSES", "SimulationSettings",
-    "VECTOR_NODE", "add_self_test_volumes", "compare_nodes", "default_plot_column", "denoise_node", "ijk_to_ras",
-    "method_choices", "metrics_plot_node", "metrics_table_node", "missing_requirements", "node_from_volume",
-    "node_ijk_to_ras", "noise_types", "prepare_denoise", "protected_pins", "publish_denoise", "run_job",
-    "register_layout", "self_test_compare", "self_test_denoise", "simulate_node", "table_rows", "volume_from_node",
+    "AXES", "DEVICES", "DenoiseJob", "DenoiseOutcome", "DenoiseSettings", "LAYOUT_ID", "LAYOUT_XML", "MODES",
+    "NOTICE", "PROTECTED_DISTRIBUTIONS", "REQUIREMENTS", "SAMPLES", "SCALAR_NODE", "SUPPORTED_NODE_CLASSES",
+    "SimulationJob", "SimulationSettings", "VECTOR_NODE", "add_self_test_volumes", "compare_nodes",
+    "default_plot_column", "denoise_node", "ijk_to_ras", "load_sample_nodes", "method_choices", "metrics_plot_node",
+    "metrics_table_node", "missing_requirements", "node_from_volume", "node_ijk_to_ras", "noise_types",
+    "output_name", "prepare_denoise", "protected_pins", "publish_denoise", "publish_simulated",
+    "publish_simulation", "register_layout", "run_in_child", "run_job", "self_test_child_process",
+    "self_test_compare", "self_test_denoise", "simulate_node", "start_denoise", "start_download",
+    "start_simulation", "table_rows", "volume_from_node",
 ]

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 from .. import DEFAULT_METHOD
 from ..errors import InputError
-from ..options import RunOptions
+from ..jobs.spec import SimulationSettings
+from ..options import RunOptions, merged
 from ..progress import CancelToken, ProgressCallback
 from ..volume import Volume, geometry_difference
 from .geometry import node_from_volume, volume_from_node
-from .nodes import default_plot_column, metrics_plot_node, metrics_table_node
+from .nodes import (default_plot_column, describe_output, method_label, metrics_plot_node, metrics_table_node,
+                    output_name)
 
 if TYPE_CHECKING:  # heavy (scipy, the methods): imported where a job runs
     from ..evaluation import Comparison
@@ -36,6 +38,8 @@ class DenoiseSettings:
 
     method: str = DEFAULT_METHOD
     options: RunOptions = dataclasses.field(default_factory=RunOptions)
+    #: classical denoisers choose their strength by J-invariant self-calibration (automatic strength only)
+    calibrate: bool = False
 
     def validated(self) -> "DenoiseSettings":
         """A copy with every choice checked (one sentence per problem); the device is left for the engine
@@ -45,7 +49,7 @@ class DenoiseSettings:
             raise InputError("No method was selected.")
         if not isinstance(self.options, RunOptions):
             raise InputError(f"options must be a RunOptions, not {type(self.options).__name__}.")
-        return DenoiseSettings(method, self.options.validated(resolve=False))
+        return DenoiseSettings(method, self.options.validated(resolve=False), bool(self.calibrate))
 
 
 def _merge_options(options: Optional[RunOptions] = None, **fields: Any) -> RunOptions:
@@ -60,44 +64,7 @@ def _merge_options(options: Optional[RunOptions] = None, **fields: Any) -> RunOp
         ensemble = fields.pop("ensemble")
         if fields.get("flips") is None:
             fields["flips"] = ensemble
-    known = {f.name for f in dataclasses.fields(RunOptions)}
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise InputError(f"Unknown run option {unknown[0]!r}; the options are: {', '.join(sorted(known))}.")
-    if options is not None and not isinstance(options, RunOptions):
-        raise InputError(f"options must be a RunOptions, not {type(options).__name__}.")
-    given = {k: v for k, v in fields.items() if v is not None or k == "strength"}
-    return dataclasses.replace(options or RunOptions(), **given)
-
-
-@dataclasses.dataclass
-class SimulationSettings:
-    """Low-light simulation controls: the photon-limited model, or another noise type at ``level``.
-
-    ``noise="lowlight"`` uses ``brightness``, ``gamma``, ``peak`` (photons at full scale) and
-    ``read_noise`` (photons); any other type of :data:`LowLightDenoiseLib.degrade.DEGRADATIONS`
-    uses ``level`` as its main parameter (``sigma``, or ``amount`` for salt-and-pepper).
-    """
-
-    noise: str = "lowlight"
-    brightness: float = 0.5
-    gamma: float = 1.0
-    peak: float = 100.0
-    read_noise: float = 1.0
-    level: float = 0.05
-    seed: int = 0
-
-    def degradation(self) -> Any:
-        """The :class:`~LowLightDenoiseLib.degrade.Degradation` these settings describe."""
-        from .. import degrade
-
-        noise = str(self.noise).strip().lower()
-        if noise == "lowlight":
-            return degrade.make_degradation(noise, brightness=self.brightness, gamma=self.gamma,
-                                            peak=self.peak, read_noise=self.read_noise)
-        if noise == "salt_pepper":
-            return degrade.make_degradation(noise, amount=self.level)
-        return degrade.make_degradation(noise, sigma=self.level)
+    return merged(options, **fields)
 
 
 def noise_types() -> List[str]:
@@ -107,8 +74,11 @@ def noise_types() -> List[str]:
     return ["lowlight"] + sorted(k for k in DEGRADATIONS if k != "lowlight")
 
 
-def method_choices() -> List[Tuple[str, str]]:
-    """``(name, label)`` of every method for a drop-down: learned models first, then classical."""
+def method_choices() -> List[Tuple[str, str, str]]:
+    """``(name, label, tooltip)`` of every method for a drop-down: learned models first, then classical.
+
+    The label is the short name (a narrow panel), the tooltip the method's title and kind.
+    """
     from ..methods import list_methods
 
     rows = list_methods()
@@ -116,10 +86,12 @@ def method_choices() -> List[Tuple[str, str]]:
     classical = [r for r in rows if r.get("kind") != "learned"]
     choices = []
     for r in learned + classical:
-        label = f"{r['name']} - {r.get('title') or r['name']}"
+        label, tooltip = str(r["name"]), f"{r.get('title') or r['name']} ({r.get('kind', 'classical')}, " \
+                                          f"{r.get('category', 'denoise')})"
         if r.get("kind") == "learned" and r.get("installed") is False:
             label += " (download)"
-        choices.append((str(r["name"]), label))
+            tooltip += "; its weights are downloaded on first use"
+        choices.append((str(r["name"]), label, tooltip))
     return choices
 
 
@@ -179,10 +151,10 @@ def run_job(job: DenoiseJob, progress: Optional[ProgressCallback] = None,
     volume, row, warnings). Progress is one fraction over all methods; :class:`CancelledError`
     stops between steps.
     """
-    from ..evaluation import run_methods
+    from ..jobs.work import run_denoise
 
-    return run_methods(job.input, job.methods, job.options, reference=job.reference, progress=progress,
-                       cancel=cancel)
+    return run_denoise(job.input, job.methods, job.options, calibrate=job.settings.calibrate,
+                       reference=job.reference, progress=progress, cancel=cancel)
 
 
 def publish_denoise(scene: Any, job: DenoiseJob, comparison: "Comparison", *, keep_outputs: bool = True,
@@ -196,15 +168,30 @@ def publish_denoise(scene: Any, job: DenoiseJob, comparison: "Comparison", *, ke
     nodes = []
     if keep_outputs:
         for o in comparison.outcomes:
-            nodes.append(node_from_volume(o.volume, scene, f"{job.input_name} {o.method}", like=like,
-                                          window_level_from_like=o.category != "enhance"))
+            node = node_from_volume(o.volume, scene, output_name(job.input_name, method_label(o.method)), like=like,
+                                    window_level_from_like=o.category != "enhance")
+            describe_output(node, f"{method_label(o.method)} ({_run_text(job, o)})", job.input_name)
+            nodes.append(node)
     table = metrics_table_node(scene, comparison.rows, table_name or f"{job.input_name} metrics")
+    describe_output(table, f"{', '.join(map(method_label, job.methods))} ({_run_text(job)})", job.input_name)
     return nodes, table
 
 
+def _run_text(job: DenoiseJob, outcome: Any = None) -> str:
+    """How the run was made, for a node's description."""
+    row = outcome.row if outcome is not None else {}
+    opts = job.options
+    strength = "automatic" if opts.strength is None else f"{opts.strength:g}"
+    if job.settings.calibrate and opts.strength is None:
+        strength += ", self-calibrated"
+    return (f"mode {row.get('mode') or opts.mode}, slice axis {opts.axis}, device {row.get('device') or opts.device}, "
+            f"strength {strength}, flips {opts.flips}")
+
+
 def denoise_node(scene: Any, input_node: Any, method: str, *, reference_node: Any = None,
-                 options: Optional[RunOptions] = None, progress: Optional[ProgressCallback] = None,
-                 cancel: Optional[CancelToken] = None, **option_fields: Any) -> Tuple[Any, Any]:
+                 options: Optional[RunOptions] = None, calibrate: bool = False,
+                 progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
+                 **option_fields: Any) -> Tuple[Any, Any]:
     """Denoise ``input_node`` with ``method`` into a new node; returns ``(output_node, table_node)``.
 
     How it runs is ``options`` (a :class:`RunOptions`) or its fields as keywords (``mode``, ``axis``,
@@ -213,14 +200,14 @@ def denoise_node(scene: Any, input_node: Any, method: str, *, reference_node: An
     non-default strength and flips) and PSNR/SSIM/MSE against ``reference_node`` (2D SSIM along the
     run's slice axis) after a row for the unprocessed input, and the no-reference figures.
     """
-    settings = DenoiseSettings(method, _merge_options(options, **option_fields))
+    settings = DenoiseSettings(method, _merge_options(options, **option_fields), calibrate)
     job = prepare_denoise(input_node, settings, reference_node)
     nodes, table = publish_denoise(scene, job, run_job(job, progress, cancel), like=input_node)
     return nodes[0], table
 
 
 def compare_nodes(scene: Any, input_node: Any, methods: Sequence[str], *, reference_node: Any = None,
-                  options: Optional[RunOptions] = None, keep_outputs: bool = False,
+                  options: Optional[RunOptions] = None, calibrate: bool = False, keep_outputs: bool = False,
                   plot_column: Optional[str] = None, progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelToken] = None, **option_fields: Any) -> Tuple[Any, List[Any], Any]:
     """Run several methods on one input into ONE table; returns ``(table_node, output_nodes, chart)``.
@@ -230,7 +217,7 @@ def compare_nodes(scene: Any, input_node: Any, methods: Sequence[str], *, refere
     adds every output volume to the scene.
     """
     methods = list(methods)
-    settings = DenoiseSettings(methods[0] if methods else "", _merge_options(options, **option_fields))
+    settings = DenoiseSettings(methods[0] if methods else "", _merge_options(options, **option_fields), calibrate)
     job = prepare_denoise(input_node, settings, reference_node, methods=methods)
     nodes, table = publish_denoise(scene, job, run_job(job, progress, cancel), keep_outputs=keep_outputs,
                                    table_name=f"{job.input_name} comparison", like=input_node)
@@ -241,15 +228,25 @@ def compare_nodes(scene: Any, input_node: Any, methods: Sequence[str], *, refere
 def simulate_node(scene: Any, input_node: Any, settings: Optional[SimulationSettings] = None, *,
                   name: Optional[str] = None) -> Any:
     """Simulate a low-light (or other noisy) acquisition of ``input_node`` into a new node."""
-    from ..degrade import simulate_volume
+    from ..jobs.work import run_simulation
 
     settings = settings or SimulationSettings()
-    volume = volume_from_node(input_node, "input")
-    noisy = simulate_volume(volume, settings.degradation(), seed=int(settings.seed))
-    label = name or f"{input_node.GetName()} {str(settings.noise).lower()}"
-    return node_from_volume(noisy, scene, label, like=input_node, window_level_from_like=True)
+    noisy = run_simulation(volume_from_node(input_node, "input"), settings)
+    return publish_simulation(scene, input_node, settings, noisy, name=name)
+
+
+def publish_simulation(scene: Any, input_node: Any, settings: SimulationSettings, noisy: Volume, *,
+                       name: Optional[str] = None, input_name: Optional[str] = None) -> Any:
+    """Main thread: the simulated volume as a new node, named and described as a simulation
+    (displayed like ``input_node`` when given)."""
+    noise = str(settings.noise).lower()
+    source = input_name or (input_node.GetName() if input_node is not None else "volume")
+    node = node_from_volume(noisy, scene, name or output_name(source, f"{noise} simulation"),
+                            like=input_node, window_level_from_like=True)
+    describe_output(node, f"a simulated {noise} acquisition (seed {int(settings.seed)}; not a real scan)", source)
+    return node
 
 
 __all__ = ["DenoiseJob", "DenoiseSettings", "SimulationSettings", "compare_nodes", "denoise_node",
-           "method_choices", "noise_types", "prepare_denoise", "publish_denoise", "run_job",
+           "method_choices", "noise_types", "prepare_denoise", "publish_denoise", "publish_simulation", "run_job",
            "simulate_node"]

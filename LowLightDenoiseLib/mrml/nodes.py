@@ -6,12 +6,40 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .. import __version__
 from ..errors import InputError
 from ..tables import columns
+
+#: said by the help text, the model cards and every node the module adds
+NOTICE = "Research use only; not for diagnosis."
 
 #: Columns about the run, shown first in this order; the metrics follow in the rows' own order.
 RUN_COLUMNS = ("method", "mode", "axis", "device", "seconds", "strength", "flips")
 _UNITS = {"seconds": "s", "psnr": "dB"}
+
+
+def method_label(method: str) -> str:
+    """A method as a node name shows it: a registered model with its version (``default-2d 0.3.0``)."""
+    from .. import registry
+
+    try:
+        name = registry.canonical_name(method)
+        return f"{method} {registry.get_entry(name).spec.version}" if name else method
+    except (InputError, LookupError, OSError, ValueError):  # a broken registry must not stop a result being shown
+        return method
+
+
+def output_name(input_name: str, what: str) -> str:
+    """Name of an output node: input, method (and version), library version and the research notice,
+    so that an exported series (e.g. DICOM, whose series description is the node name) is never unmarked."""
+    return f"{input_name} {what} (LowLightDenoise {__version__}, not for diagnosis)"
+
+
+def describe_output(node: Any, what: str, input_name: str) -> None:
+    """Write what made ``node`` into its description and attributes, with :data:`NOTICE`."""
+    node.SetDescription(f"Made by LowLightDenoise {__version__} with {what} from volume '{input_name}'. {NOTICE}")
+    node.SetAttribute("LowLightDenoise.version", __version__)
+    node.SetAttribute("LowLightDenoise.notice", NOTICE)
 
 
 def _ordered_columns(rows: Sequence[Dict[str, Any]]) -> List[str]:

@@ -10,7 +10,7 @@ from typing import Any, List, Tuple
 import numpy as np
 
 from ..volume import Volume
-from .geometry import SCALAR_NODE, node_from_volume, node_ijk_to_ras
+from .geometry import SCALAR_NODE, node_from_volume, node_ijk_to_ras, volume_from_node
 from .jobs import SimulationSettings, compare_nodes, denoise_node, simulate_node
 from .nodes import table_rows
 
@@ -78,3 +78,36 @@ def self_test_compare(scene: Any, device: str = "auto") -> None:
     _check([r.get("flips") for r in rows[1:]] == [2.0, 2.0], "The table does not record the flip averaging.")
     _check(len(nodes) == 2, f"{len(nodes)} output volumes were kept, not 2.")
     _check(chart.GetClassName() == "vtkMRMLPlotChartNode", f"The chart is a {chart.GetClassName()}.")
+
+
+def self_test_child_process(scene: Any, noisy: Any, clean: Any, **launch: Any) -> List[str]:
+    """The module's own path on the SampleData pair (low-light CT crop, clean crop): a TV denoise and a
+    simulation each run in a child process and come back bit-for-bit equal to the in-process engine,
+    in new nodes that carry the research-use notice. Returns the checks run."""
+    import slicer.util
+
+    from ..jobs.work import run_simulation
+    from ..options import RunOptions
+    from .jobs import DenoiseSettings, prepare_denoise, run_job
+    from .nodes import NOTICE
+    from .process import publish_simulated, run_in_child, start_simulation
+
+    job = prepare_denoise(noisy, DenoiseSettings("tv", RunOptions(mode="2d", device="cpu")), clean)
+    expected = run_job(job).outcomes[0].volume.array
+    nodes, table = run_in_child(scene, job, timeout=300, **launch)
+    _check(np.array_equal(slicer.util.arrayFromVolume(nodes[0]), expected),
+           "The child process's output differs from the in-process engine's.")
+    _check(np.array_equal(node_ijk_to_ras(nodes[0]), node_ijk_to_ras(noisy)), "The child's output moved in space.")
+    rows = table_rows(table)
+    _check(rows[1]["psnr"] > rows[0]["psnr"], f"TV did not raise the PSNR ({rows[1]['psnr']:.2f} dB).")
+    _check(NOTICE in nodes[0].GetDescription() and "not for diagnosis" in nodes[0].GetName(),
+           "The output node does not say it is for research use only.")
+    settings = SimulationSettings(peak=30.0, seed=2)
+    simulation = start_simulation(clean, settings, **launch)
+    simulation.process.wait(300)
+    _check(simulation.process.state == "succeeded", f"The simulation job failed: {simulation.process.error}")
+    simulated = publish_simulated(scene, simulation)
+    _check(np.array_equal(slicer.util.arrayFromVolume(simulated),
+                          run_simulation(volume_from_node(clean), settings).array),
+           "The simulated volume differs from the in-process simulation.")
+    return ["denoise in a child process", "simulate in a child process"]

@@ -25,6 +25,7 @@ LAYERS = [
     {"methods"},  # every method behind one interface
     {"pipeline"},  # the engine
     {"evaluation"},  # methods over volumes -> rows
+    {"jobs"},  # a job in a child process: description, protocol, launcher (no MRML)
     {"mrml", "bench", "cli", "__main__"},  # front ends
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
