@@ -46,12 +46,16 @@ class DenoiseResult:
     #: sentences worth showing the user, e.g. a learned model's out-of-memory retries or CPU fallback
     warnings: List[str] = dataclasses.field(default_factory=list)
     options: RunOptions = dataclasses.field(default_factory=RunOptions)
+    #: what the method adds to a results table (:meth:`~.methods.base.Method.columns`, e.g. an adaptation)
+    columns: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> Dict[str, Any]:
-        """The run as table columns: method, mode, axis, device, seconds, non-default options, warnings."""
+        """The run as table columns: method, mode, axis, device, seconds, non-default options, the method's
+        own columns, warnings."""
         row = {"method": self.method, "mode": self.mode, "axis": self.axis, "device": self.device,
                "seconds": round(self.seconds, 4)}
         row.update(self.options.columns())
+        row.update(self.columns)
         if self.warnings:
             row["warnings"] = list(self.warnings)
         return row
@@ -160,7 +164,7 @@ def denoise_volume(
     seconds = time.perf_counter() - t0
     result = volume.with_array(out, method=method.name)
     return DenoiseResult(result, method.name, mode, axis, opts.device, seconds, noises, normalizers,
-                         warnings, dataclasses.replace(opts, mode=mode))
+                         warnings, dataclasses.replace(opts, mode=mode), method.columns())
 
 
 def _back_to_units(y: np.ndarray, norm: Normalizer, display: Optional[tuple]) -> np.ndarray:

@@ -75,5 +75,10 @@ class Method(abc.ABC):
                 "spatial_dims": list(self.spatial_dims),
                 "preferred_dims": self.preferred_dims, "min_size": self.min_size}
 
+    def columns(self) -> dict:
+        """What a results table records about this method besides its name (e.g. an adapted model's
+        adaptation: :mod:`.adaptation`); empty for most methods."""
+        return {}
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -33,6 +33,9 @@ class MethodWrapper(Method):
     def describe(self) -> dict:
         return self.inner.describe()
 
+    def columns(self) -> dict:
+        return self.inner.columns()
+
 
 class FlipAveraging(MethodWrapper):
     """The mean of ``inner`` over ``count`` in-plane flips/rotations (axes -2, -1) of each block.
