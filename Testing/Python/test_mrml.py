@@ -7,7 +7,8 @@ import math
 import shutil
 import subprocess
 import sys
-import threading
+import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ except ImportError:  # slicer-core has wheels for CPython 3.11 and 3.12 only
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from LowLightDenoiseLib import metrics, mrml
+from LowLightDenoiseLib import __version__, metrics, mrml
 from LowLightDenoiseLib.errors import CancelledError, InputError
 from LowLightDenoiseLib.evaluation import INPUT_LABEL
 from LowLightDenoiseLib.options import RunOptions
@@ -323,52 +324,64 @@ def test_cancelled_run_raises_and_adds_nothing(scene, ct_node):
     assert scene.GetNumberOfNodes() == n_nodes
 
 
-def test_background_task_cancels_mid_run_and_reports_progress(scene, ct_node):
-    job = mrml.prepare_denoise(ct_node, mrml.DenoiseSettings("nlm", RunOptions(mode="2d", device="cpu")))
-    reached = threading.Event()
-    seen = []
-
-    def work(progress, cancel):
-        def report(fraction, message):
-            seen.append(fraction)
-            if fraction > 0.1:
-                reached.set()
-                reached.wait()
-            progress(fraction, message)
-        return mrml.run_job(job, report, cancel)
-
-    task = mrml.BackgroundTask(work).start()
-    assert reached.wait(30)
-    task.cancel()
-    assert task.join(10), "the worker did not stop within 10 s of cancel"
-    assert task.done and task.cancelled and task.result is None
-    assert task.user_message() == "The operation was cancelled."
-    assert seen == sorted(seen) and 0 < task.status()[0] < 1
-
-
-def test_background_task_hands_result_and_errors_to_the_caller():
-    ok = mrml.BackgroundTask(lambda progress, cancel: (progress(0.5, "half"), 42)[1]).start()
-    assert ok.join(5) and ok.result == 42 and ok.error is None and ok.status() == (0.5, "half")
-
-    def fail(progress, cancel):
-        raise InputError("The input image is constant (every value is 0); there is nothing to denoise.")
-
-    bad = mrml.BackgroundTask(fail).start()
-    assert bad.join(5) and not bad.cancelled
-    assert bad.user_message().startswith("The input image is constant")
-    assert "Traceback" in bad.error_details
-    crash = mrml.BackgroundTask(lambda progress, cancel: 1 / 0).start()
-    assert crash.join(5) and "ZeroDivisionError" in crash.user_message()
+def test_the_module_path_runs_in_a_child_process_and_publishes_what_the_engine_makes(scene, ct_node, tmp_path):
+    """prepare (main thread) -> child process polled by a timer -> publish (main thread), bit-exact."""
+    launch = {"temp_root": str(tmp_path), "log_dir": str(tmp_path / "logs")}
+    noisy = mrml.simulate_node(scene, ct_node, mrml.SimulationSettings(seed=1), name="noisy")
+    job = mrml.prepare_denoise(noisy, mrml.DenoiseSettings("gaussian", RunOptions(mode="2d", device="cpu")), ct_node)
+    slicer.util.updateVolumeFromArray(noisy, np.zeros((12, 40, 40), np.float32))  # user edits the scene
+    process = mrml.start_denoise(job, **launch)
+    fractions = []
+    while process.running:
+        process.poll()
+        fractions.append(process.fraction)
+        time.sleep(0.02)
+    assert process.state == "succeeded", process.error_details
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    nodes, table = mrml.publish_denoise(scene, job, process.result())
+    in_process = mrml.run_job(job).outcomes[0].volume
+    assert np.array_equal(slicer.util.arrayFromVolume(nodes[0]), in_process.array)  # computed on the copy
+    assert np.array_equal(mrml.node_ijk_to_ras(nodes[0]), mrml.node_ijk_to_ras(ct_node))
+    assert [r["method"] for r in mrml.table_rows(table)] == [INPUT_LABEL, "gaussian"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]
 
 
-def test_prepare_in_main_thread_run_in_worker_publish_in_main_thread(scene, ct_node):
-    job = mrml.prepare_denoise(ct_node, mrml.DenoiseSettings("gaussian", RunOptions(mode="2d", device="cpu")))
-    slicer.util.updateVolumeFromArray(ct_node, np.zeros((12, 40, 40), np.int16))  # user edits the scene
-    task = mrml.BackgroundTask(lambda progress, cancel: mrml.run_job(job, progress, cancel)).start()
-    assert task.join(60) and task.error is None
-    nodes, table = mrml.publish_denoise(scene, job, task.result)
-    assert np.abs(slicer.util.arrayFromVolume(nodes[0])).max() > 0  # computed on the copy taken before
-    assert task.status()[0] == 1.0
+def test_a_cancelled_child_job_adds_no_node_and_leaves_no_file(scene, ct_node, tmp_path):
+    launch = {"temp_root": str(tmp_path), "log_dir": str(tmp_path / "logs")}
+    big = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "big")
+    slicer.util.updateVolumeFromArray(big, np.tile(slicer.util.arrayFromVolume(ct_node), (3, 4, 4)))
+    n_nodes = scene.GetNumberOfNodes()
+    job = mrml.prepare_denoise(big, mrml.DenoiseSettings("nlm", RunOptions(mode="3d", device="cpu", flips=8)))
+    process = mrml.start_denoise(job, **launch)
+    while not process.message.startswith("nlm"):
+        process.poll()
+        time.sleep(0.02)
+    process.cancel()
+    assert process.state == "cancelled" and scene.GetNumberOfNodes() == n_nodes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]
+
+
+def test_output_nodes_say_which_method_and_version_made_them_and_research_use_only(scene, ct_node):
+    output, table = mrml.denoise_node(scene, ct_node, "tv", mode="2d", device="cpu", strength=0.5)
+    assert output.GetName() == f"ct tv (LowLightDenoise {__version__}, not for diagnosis)"
+    description = output.GetDescription()
+    assert f"LowLightDenoise {__version__} with tv" in description and "strength 0.5" in description
+    assert description.endswith(mrml.NOTICE) and output.GetAttribute("LowLightDenoise.notice") == mrml.NOTICE
+    assert mrml.NOTICE in table.GetDescription()
+    learned = mrml.output_name("ct", mrml.nodes.method_label("default-2d"))
+    assert re.fullmatch(r"ct default-2d \d+\.\d+\.\d+ \(LowLightDenoise .*, not for diagnosis\)", learned)
+    simulated = mrml.simulate_node(scene, ct_node, mrml.SimulationSettings(seed=2))
+    assert "lowlight simulation" in simulated.GetName() and "not a real scan" in simulated.GetDescription()
+
+
+def test_sample_data_files_have_their_registered_checksums_and_the_self_test_passes_on_them(scene, tmp_path):
+    noisy_clean = mrml.load_sample_nodes(scene, REPO / "LowLightDenoise" / "Resources" / "SampleData")
+    clean, noisy = noisy_clean
+    assert [n.GetName() for n in noisy_clean] == [s.node for s in mrml.SAMPLES]
+    assert slicer.util.arrayFromVolume(clean).shape == slicer.util.arrayFromVolume(noisy).shape == (12, 96, 96)
+    runs = mrml.self_test_child_process(scene, noisy, clean, temp_root=str(tmp_path), log_dir=str(tmp_path / "l"))
+    assert runs == ["denoise in a child process", "simulate in a child process"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l"]
 
 
 # ------------------------------------------------------------------------------------------- errors
