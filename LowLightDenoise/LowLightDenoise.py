@@ -4,27 +4,31 @@ Only what needs Qt or the Slicer application lives here (widget, dialogs, depend
 the module classes). Everything that acts on MRML nodes, the view layout and the self-test's checks
 are in ``LowLightDenoiseLib.mrml`` and run without this file, in batch scripts and in CI.
 """
-import importlib
 import logging
 import os
+import sys
 from typing import Annotated, Optional, Union
 
-import qt
-import slicer
-import vtk
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLVectorVolumeNode
-from slicer.parameterNodeWrapper import Choice, Default, Minimum, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
 
-from LowLightDenoiseLib import DEFAULT_METHOD, mrml
-from LowLightDenoiseLib.errors import LowLightDenoiseError
-from LowLightDenoiseLib.options import DEVICES, FLIP_COUNTS, MAX_STRENGTH, MODES, RunOptions
+# Loaded from a source checkout (Application Settings > Modules: <repo>/LowLightDenoise) the library is the folder
+# beside this module's folder; an installed extension has it beside this file, where Slicer already looks.
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isfile(os.path.join(_CHECKOUT, "LowLightDenoiseLib", "__init__.py")) and _CHECKOUT not in sys.path:
+    sys.path.insert(0, _CHECKOUT)
+
+import qt  # noqa: E402
+import slicer  # noqa: E402
+import vtk  # noqa: E402
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLVectorVolumeNode  # noqa: E402
+from slicer.parameterNodeWrapper import Choice, Default, Minimum, WithinRange, parameterNodeWrapper  # noqa: E402
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,  # noqa: E402
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin  # noqa: E402
+
+from LowLightDenoiseLib import DEFAULT_METHOD, __version__, jobs, mrml  # noqa: E402
+from LowLightDenoiseLib.errors import LowLightDenoiseError  # noqa: E402
+from LowLightDenoiseLib.mrml import samples  # noqa: E402
+from LowLightDenoiseLib.options import DEVICES, FLIP_COUNTS, MAX_STRENGTH, MODES, RunOptions  # noqa: E402
 
 HOMEPAGE = "https://github.com/lowlightdenoise/SlicerLowLightDenoise"
 #: Slice-axis choices as shown to the user, in array (k, j, i) order.
@@ -38,14 +42,25 @@ class LowLightDenoise(ScriptedLoadableModule):
         self.parent.title = "Low-Light Denoise"
         self.parent.categories = ["Filtering.Denoising"]
         self.parent.dependencies = []
-        self.parent.contributors = ["LowLightDenoise contributors"]
+        self.parent.contributors = ["LowLightDenoise maintainers (https://github.com/lowlightdenoise)"]
         self.parent.helpText = (
-            "Denoise and restore low-light CT, MR, X-ray, ultrasound and photographic images with learned "
-            "(PyTorch/MONAI) and classical methods, compare them, simulate low-light acquisitions, and "
-            f'measure the result. See the <a href="{HOMEPAGE}">documentation</a>.')
+            f"<b>{mrml.NOTICE}</b> Denoise and restore low-light CT, MR, X-ray, ultrasound and photographic "
+            "images with learned (PyTorch/MONAI) and classical methods, compare them, simulate low-light "
+            "acquisitions, and measure the result. Every job runs in a separate process (Cancel ends it); "
+            "every output volume's name and description say which method and version made it. Try it on "
+            "the 'Low-Light Denoise' samples of the Sample Data module. "
+            f'See the <a href="{HOMEPAGE}">documentation</a> (version {__version__}).')
         self.parent.acknowledgementText = (
             "Built on 3D Slicer, PyTorch, MONAI, SimpleITK and scikit-image. The sample crops come from "
             "openly licensed sources listed in the repository.")
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData() -> None:
+    """The shipped CT crop and its low-light version in the Sample Data module (checked by SHA-256)."""
+    import SampleData
+
+    samples.register_samples(SampleData.SampleDataLogic, os.path.dirname(os.path.abspath(__file__)))
 
 
 @parameterNodeWrapper
@@ -61,6 +76,7 @@ class LowLightDenoiseParameterNode:
     autoStrength: Annotated[bool, Default(True)]
     strength: Annotated[float, WithinRange(0.0, MAX_STRENGTH), Default(1.0)]
     flips: Annotated[str, Choice([str(n) for n in FLIP_COUNTS]), Default("1")]
+    calibrate: Annotated[bool, Default(False)]
     compareMethods: Annotated[str, Default("")]
     keepCompareOutputs: Annotated[bool, Default(False)]
     noiseType: Annotated[str, Choice(mrml.noise_types()), Default("lowlight")]
@@ -75,7 +91,7 @@ class LowLightDenoiseParameterNode:
 def denoiseSettings(p, method: Optional[str] = None) -> mrml.DenoiseSettings:
     options = RunOptions(mode=p.mode, axis=AXIS_LABELS.index(p.axis), device=p.device,
                          strength=None if p.autoStrength else p.strength, flips=int(p.flips))
-    return mrml.DenoiseSettings(method or p.method, options)
+    return mrml.DenoiseSettings(method or p.method, options, p.calibrate)
 
 
 def simulationSettings(p) -> mrml.SimulationSettings:
@@ -84,17 +100,20 @@ def simulationSettings(p) -> mrml.SimulationSettings:
 
 
 class LowLightDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Qt only: builds a job from the controls, starts it in a child process, polls it, publishes it."""
+
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._task = None
-        self._onTaskDone = None
+        self._process = None  # the running jobs.JobProcess
+        self._onDone = None
+        self._logPath = None
         self._timer = qt.QTimer()
         self._timer.setInterval(100)
-        self._timer.timeout.connect(self._pollTask)
+        self._timer.timeout.connect(self._poll)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -106,13 +125,12 @@ class LowLightDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.ui.applyButton.connect("clicked(bool)", self.onApply)
-        self.ui.compareButton.connect("clicked(bool)", self.onCompare)
-        self.ui.simulateButton.connect("clicked(bool)", self.onSimulate)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
-        self.ui.downloadModelButton.connect("clicked(bool)", self.onDownloadModel)
-        self.ui.importModelButton.connect("clicked(bool)", self.onImportModel)
-        self.ui.refreshModelsButton.connect("clicked(bool)", self.refreshMethods)
+        ui = self.ui
+        for button, slot in ((ui.applyButton, self.onApply), (ui.compareButton, self.onCompare),
+                             (ui.simulateButton, self.onSimulate), (ui.cancelButton, self.onCancel),
+                             (ui.openLogButton, self.onOpenLog), (ui.downloadModelButton, self.onDownloadModel),
+                             (ui.importModelButton, self.onImportModel), (ui.refreshModelsButton, self.refreshMethods)):
+            button.connect("clicked(bool)", slot)
         self.ui.methodComboBox.connect("currentIndexChanged(int)", self._onMethodChanged)
         self.ui.compareListWidget.connect("itemChanged(QListWidgetItem*)", self._onCompareChanged)
         self.refreshMethods()
@@ -121,6 +139,13 @@ class LowLightDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self) -> None:
         self.onCancel()
         self.removeObservers()
+
+    def onReload(self) -> None:
+        """Reload the library too (Slicer's Reload re-reads only this file); jobs always start a fresh one."""
+        self.onCancel()
+        for name in [n for n in sys.modules if n == "LowLightDenoiseLib" or n.startswith("LowLightDenoiseLib.")]:
+            del sys.modules[name]
+        ScriptedLoadableModuleWidget.onReload(self)
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -159,28 +184,26 @@ class LowLightDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ---------------------------------------------------------------- method lists (not bound: dynamic)
 
     def refreshMethods(self) -> None:
-        """Fill the method drop-down, the compare list and the models table from the library."""
-        try:
-            choices = mrml.method_choices()
-            models = self.logic.models()
-        except ImportError as error:
-            choices, models = [], []
-            self._setStatus(f"Python packages are missing ({error.name}); press Apply to install them.")
-        self.ui.methodComboBox.blockSignals(True)
-        self.ui.methodComboBox.clear()
-        for name, label in choices:
-            self.ui.methodComboBox.addItem(label, name)
-        self.ui.methodComboBox.blockSignals(False)
-        self.ui.compareListWidget.blockSignals(True)
-        self.ui.compareListWidget.clear()
-        for name, label in choices:
+        """Fill the method drop-down (short names, the title as tooltip), the compare list and the models table."""
+        choices = mrml.method_choices()
+        combo, listing = self.ui.methodComboBox, self.ui.compareListWidget
+        combo.blockSignals(True)
+        combo.clear()
+        for row, (name, label, tooltip) in enumerate(choices):
+            combo.addItem(label, name)
+            combo.setItemData(row, tooltip, qt.Qt.ToolTipRole)
+        combo.blockSignals(False)
+        listing.blockSignals(True)
+        listing.clear()
+        for name, label, tooltip in choices:
             item = qt.QListWidgetItem(label)
             item.setData(qt.Qt.UserRole, name)
+            item.setToolTip(tooltip)
             item.setFlags(item.flags() | qt.Qt.ItemIsUserCheckable)
             item.setCheckState(qt.Qt.Unchecked)
-            self.ui.compareListWidget.addItem(item)
-        self.ui.compareListWidget.blockSignals(False)
-        self._fillModelsTable(models)
+            listing.addItem(item)
+        listing.blockSignals(False)
+        self._fillModelsTable()
         self._showMethodSelection()
 
     def _showMethodSelection(self) -> None:
@@ -212,136 +235,128 @@ class LowLightDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         items = [self.ui.compareListWidget.item(r) for r in range(self.ui.compareListWidget.count)]
         return [i.data(qt.Qt.UserRole) for i in items if i.checkState() == qt.Qt.Checked]
 
-    def _fillModelsTable(self, models) -> None:
+    def _fillModelsTable(self) -> None:
+        headers, rows = mrml.models_table()
         table = self.ui.modelsTableWidget
-        headers = ["Model", "Version", "Dims", "Installed", "Size (MB)", "Licence"]
         table.setColumnCount(len(headers))
         table.setHorizontalHeaderLabels(headers)
-        table.setRowCount(len(models))
+        table.setRowCount(len(rows))
         table.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
         table.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
-        for row, m in enumerate(models):
-            values = [m["name"], m.get("version", ""), "/".join(f"{d}D" for d in m.get("spatial_dims", [])),
-                      "yes" if m.get("installed") else "no", f"{m.get('size', 0) / 1e6:.1f}", m.get("licence", "")]
+        for row, values in enumerate(rows):
             for col, value in enumerate(values):
-                table.setItem(row, col, qt.QTableWidgetItem(str(value)))
+                table.setItem(row, col, qt.QTableWidgetItem(value))
 
     # ---------------------------------------------------------------- buttons
 
     def _updateButtons(self, caller=None, event=None) -> None:
-        busy = self._task is not None
+        busy = self._process is not None
         hasInput = bool(self._parameterNode and self._parameterNode.inputVolume)
         self.ui.applyButton.enabled = hasInput and not busy and self.ui.methodComboBox.count > 0
         self.ui.compareButton.enabled = hasInput and not busy and bool(self._tickedMethods())
         self.ui.simulateButton.enabled = hasInput and not busy
-        self.ui.downloadModelButton.enabled = not busy
-        self.ui.importModelButton.enabled = not busy
+        self.ui.downloadModelButton.enabled = self.ui.importModelButton.enabled = not busy
         self.ui.cancelButton.enabled = busy
-        self.ui.strengthSliderWidget.enabled = bool(self._parameterNode and not self._parameterNode.autoStrength)
+        self.ui.openLogButton.enabled = self._logPath is not None
+        auto = bool(self._parameterNode and self._parameterNode.autoStrength)
+        self.ui.strengthSliderWidget.enabled = not auto
+        self.ui.calibrateCheckBox.enabled = auto
 
     def onApply(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Denoising failed.", waitCursor=True):
-            if not self.logic.ensureDependencies():
-                return
-            p = self._parameterNode
-            job = mrml.prepare_denoise(p.inputVolume, denoiseSettings(p), p.referenceVolume)
-            self._start(lambda progress, cancel: mrml.run_job(job, progress, cancel),
-                        lambda comparison: self._showDenoised(job, comparison))
+        self._denoise([self._parameterNode.method], self._showDenoised, "Denoising failed.")
 
     def onCompare(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Comparison failed.", waitCursor=True):
-            if not self.logic.ensureDependencies():
-                return
+        self._denoise(self._tickedMethods(), self._showCompared, "Comparison failed.")
+
+    def _denoise(self, methods, show, failure: str) -> None:
+        with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
             p = self._parameterNode
-            methods = self._tickedMethods()
+            if not self.logic.ensureDependencies(methods):
+                return
             job = mrml.prepare_denoise(p.inputVolume, denoiseSettings(p, methods[0]), p.referenceVolume, methods)
-            self._start(lambda progress, cancel: mrml.run_job(job, progress, cancel),
-                        lambda comparison: self._showCompared(job, comparison))
+            self._start(mrml.start_denoise(job, **self.logic.launchOptions()),
+                        lambda process: show(job, process.result()))
 
     def onSimulate(self) -> None:
         with slicer.util.tryWithErrorDisplay("Simulation failed.", waitCursor=True):
             p = self._parameterNode
-            inputNode, settings = p.inputVolume, simulationSettings(p)
-            volume = mrml.volume_from_node(inputNode)
-            degradation = settings.degradation()
+            inputNode = p.inputVolume
+            job = mrml.start_simulation(inputNode, simulationSettings(p), **self.logic.launchOptions())
+            self._start(job.process, lambda process: self._showVolumes(
+                inputNode, mrml.publish_simulated(slicer.mrmlScene, job)))
 
-            def work(progress, cancel):
-                from LowLightDenoiseLib.degrade import simulate_volume
-
-                progress(0.1, f"Simulating {degradation.describe()}")
-                return simulate_volume(volume, degradation, seed=settings.seed)
-
-            self._start(work, lambda noisy: self._showVolumes(inputNode, mrml.node_from_volume(
-                noisy, slicer.mrmlScene, f"{inputNode.GetName()} {settings.noise}", like=inputNode)))
+    def _selectedModel(self, what: str) -> Optional[str]:
+        rows = self.ui.modelsTableWidget.selectionModel().selectedRows()
+        if not rows:
+            slicer.util.warningDisplay(f"Select {what} in the Models table first.")
+        return self.ui.modelsTableWidget.item(rows[0].row(), 0).text() if rows else None
 
     def onDownloadModel(self) -> None:
-        rows = self.ui.modelsTableWidget.selectionModel().selectedRows()
-        if not rows:
-            slicer.util.warningDisplay("Select a model in the table first.")
-            return
-        name = self.ui.modelsTableWidget.item(rows[0].row(), 0).text()
-        with slicer.util.tryWithErrorDisplay(f"Download of model {name} failed.", waitCursor=True):
-            if not self.logic.ensureDependencies():
-                return
-            from LowLightDenoiseLib import registry
-
-            self._start(lambda progress, cancel: registry.download_model(name, progress, cancel=cancel),
-                        lambda path: self.refreshMethods())
+        name = self._selectedModel("a model")
+        if name:
+            with slicer.util.tryWithErrorDisplay(f"Download of model {name} failed.", waitCursor=True):
+                self._start(mrml.start_download(name, **self.logic.launchOptions()), lambda _: self.refreshMethods())
 
     def onImportModel(self) -> None:
-        rows = self.ui.modelsTableWidget.selectionModel().selectedRows()
-        if not rows:
-            slicer.util.warningDisplay("Select the model the file belongs to in the table first.")
-            return
-        name = self.ui.modelsTableWidget.item(rows[0].row(), 0).text()
-        path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), f"Weights of model {name}", "",
-                                              "Weights (*.safetensors *.pt *.pth);;All files (*)")
-        if not path:
-            return
-        with slicer.util.tryWithErrorDisplay(f"Import of model {name} failed.", waitCursor=True):
-            from LowLightDenoiseLib import registry
+        name = self._selectedModel("the model the file belongs to")
+        path = name and qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), f"Weights of model {name}", "",
+                                                       "Weights (*.safetensors *.pt *.pth);;All files (*)")
+        if path:
+            with slicer.util.tryWithErrorDisplay(f"Import of model {name} failed.", waitCursor=True):
+                from LowLightDenoiseLib import registry
 
-            registry.import_model(name, path)
-            self.refreshMethods()
+                registry.import_model(name, path)
+                self.refreshMethods()
 
     def onCancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._setStatus("Cancelling...")
-
-    # ---------------------------------------------------------------- background work
-
-    def _start(self, work, onDone) -> None:
-        """Run ``work(progress, cancel)`` in a thread; ``onDone(result)`` runs on the main thread."""
-        self._task = mrml.BackgroundTask(work).start()
-        self._onTaskDone = onDone
+        """End the running job's process (within a second); nothing is added to the scene."""
+        if self._process is None:
+            return
+        self._timer.stop()
+        self._process.cancel()
+        self._process, self._onDone = None, None
         self.ui.progressBar.value = 0
-        self._setStatus("Working...")
+        self._setStatus("Cancelled; nothing was added to the scene.")
+        self._updateButtons()
+
+    def onOpenLog(self) -> None:
+        if self._logPath is not None:
+            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(self._logPath)))
+
+    # ---------------------------------------------------------------- the job's process, polled by the timer
+
+    def _start(self, process, onDone) -> None:
+        """Follow ``process`` (a started jobs.JobProcess); ``onDone(process)`` publishes its result."""
+        self._process, self._onDone = process, onDone
+        self._logPath = process.log_path
+        self.ui.progressBar.value = 0
+        self._setStatus("Starting...")
         self._updateButtons()
         self._timer.start()
 
-    def _pollTask(self) -> None:
-        fraction, message = self._task.status()
-        self.ui.progressBar.value = int(round(100 * fraction))
-        if message:
-            self._setStatus(message)
-        if not self._task.done:
+    def _poll(self) -> None:
+        process = self._process
+        if process is None:
+            self._timer.stop()
+            return
+        process.poll()  # returns at once: reads what the child wrote since the last tick
+        self.ui.progressBar.value = int(round(100 * process.fraction))
+        if process.message:
+            self._setStatus(process.message)
+        if process.running:
             return
         self._timer.stop()
-        task, onDone = self._task, self._onTaskDone
-        self._task, self._onTaskDone = None, None
+        onDone = self._onDone
+        self._process, self._onDone = None, None
         self._updateButtons()
-        if task.cancelled:
-            self.ui.progressBar.value = 0
-            self._setStatus("Cancelled; nothing was added to the scene.")
-        elif task.error is not None:
-            logging.error(task.error_details)
-            self._setStatus(task.user_message())
-            slicer.util.errorDisplay(task.user_message(), detailedText=task.error_details)
-        else:
+        if process.state == jobs.SUCCEEDED:
             with slicer.util.tryWithErrorDisplay("Could not show the result.", waitCursor=True):
-                onDone(task.result)
+                onDone(process)
                 self.ui.progressBar.value = 100
+        else:
+            logging.error(f"{process.error}\n{process.error_details}")
+            self._setStatus(process.error)
+            slicer.util.errorDisplay(process.error, detailedText=process.error_details)
 
     def _setStatus(self, text: str) -> None:
         self.ui.statusLabel.text = text
@@ -349,24 +364,25 @@ class LowLightDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ---------------------------------------------------------------- results on the main thread
 
-    def _showDenoised(self, job, comparison) -> None:
-        nodes, table = mrml.publish_denoise(slicer.mrmlScene, job, comparison)
+    def _showDenoised(self, job, result) -> None:
+        nodes, table = mrml.publish_denoise(slicer.mrmlScene, job, result)
         self._showVolumes(slicer.mrmlScene.GetNodeByID(job.input_node_id), nodes[0], table)
-        outcome = comparison.outcomes[0]
-        row = outcome.row
+        output = result.outputs[0]
+        row = output.row
         self._setStatus(f"{row['method']}: {row['seconds']:.1f} s on {row['device']} ({row['mode']}). "
-                        + " ".join(outcome.warnings))
-        if outcome.warnings:
-            slicer.util.warningDisplay(" ".join(outcome.warnings), windowTitle="Low-Light Denoise")
+                        + " ".join(result.warnings + output.warnings))
+        if result.warnings or output.warnings:
+            slicer.util.warningDisplay(" ".join(result.warnings + output.warnings), windowTitle="Low-Light Denoise")
 
-    def _showCompared(self, job, comparison) -> None:
-        nodes, table = mrml.publish_denoise(slicer.mrmlScene, job, comparison,
+    def _showCompared(self, job, result) -> None:
+        nodes, table = mrml.publish_denoise(slicer.mrmlScene, job, result,
                                             keep_outputs=self._parameterNode.keepCompareOutputs,
                                             table_name=f"{job.input_name} comparison")
         chart = mrml.metrics_plot_node(slicer.mrmlScene, table, mrml.default_plot_column(table))
         inputNode = slicer.mrmlScene.GetNodeByID(job.input_node_id)
         self._showVolumes(inputNode, nodes[0] if nodes else inputNode, table, chart)
-        self._setStatus(f"Compared {len(comparison.outcomes)} methods; see the table and chart.")
+        self._setStatus(f"Compared {len(result.outputs)} methods; see the table and chart. "
+                        + " ".join(result.warnings))
 
     def _showVolumes(self, inputNode, outputNode, table=None, chart=None) -> None:
         """Input left, result right (linked views), table and chart below."""
@@ -391,19 +407,13 @@ class LowLightDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class LowLightDenoiseLogic(ScriptedLoadableModuleLogic):
-    """Thin wrapper over ``LowLightDenoiseLib.mrml`` plus what needs the application (installs)."""
+    """Thin wrapper over ``LowLightDenoiseLib.mrml`` plus what needs the application (installs, PythonSlicer)."""
 
     def getParameterNode(self):
         return LowLightDenoiseParameterNode(super().getParameterNode())
 
-    def models(self):
-        from LowLightDenoiseLib import registry
-
-        return registry.describe_models()
-
     def denoise(self, inputNode, method, referenceNode=None, **options):
-        """``(outputNode, tableNode)``; options: ``options`` (a RunOptions) or its fields (mode, axis, device,
-        strength, seed, flips), progress, cancel."""
+        """In this process: ``(outputNode, tableNode)``; options as for ``mrml.denoise_node``."""
         return mrml.denoise_node(slicer.mrmlScene, inputNode, method, reference_node=referenceNode, **options)
 
     def compare(self, inputNode, methods, referenceNode=None, **options):
@@ -413,79 +423,68 @@ class LowLightDenoiseLogic(ScriptedLoadableModuleLogic):
     def simulate(self, inputNode, settings=None):
         return mrml.simulate_node(slicer.mrmlScene, inputNode, settings)
 
-    def ensureDependencies(self, askConfirmation: bool = True) -> bool:
-        """Install PyTorch (through the PyTorch extension) and the other packages, after asking.
+    def launchOptions(self) -> dict:
+        """How jobs start inside Slicer: with PythonSlicer, their files under Slicer's temporary folder."""
+        return {"python": jobs.find_python(slicer.app.slicerHome), "temp_root": slicer.app.temporaryPath}
 
-        Slicer's own numpy, SimpleITK, requests and PyTorch are pinned to their installed versions
-        so that pip never replaces them. Returns False when the user declines.
-        """
+    def ensureDependencies(self, methods=(), askConfirmation: bool = True) -> bool:
+        """Install what ``methods`` need, after asking: PyTorch (through the PyTorch extension) and MONAI only
+        for a learned method; Slicer's own numpy, scipy, SimpleITK, requests and torch are never replaced
+        (``mrml.install_requirements``). Returns False when the user declines."""
+        learned = mrml.needs_torch(methods)
+        if learned and not self._ensureTorch(askConfirmation):
+            return False
+        missing = mrml.missing_requirements(learned=learned)
+        return mrml.install_requirements(missing, ask=askConfirmation, confirm=slicer.util.confirmOkCancelDisplay,
+                                         pip_install=slicer.util.pip_install, temp_dir=slicer.app.temporaryPath) \
+            and not mrml.missing_requirements(learned=learned)
+
+    def _ensureTorch(self, askConfirmation: bool) -> bool:
         try:
             import PyTorchUtils
         except ModuleNotFoundError:
             raise LowLightDenoiseError(
-                "This module needs the PyTorch extension: install 'PyTorch' from the Extensions Manager "
-                "and restart Slicer.") from None
+                "Learned methods need the PyTorch extension: install 'PyTorch' from the Extensions Manager and "
+                "restart Slicer (classical methods work without it).") from None
         torchLogic = PyTorchUtils.PyTorchUtilsLogic()
         if not torchLogic.torchInstalled():
-            if torchLogic.installTorch(askConfirmation=askConfirmation, torchVersionRequirement=">=1.13") is None:
+            if torchLogic.installTorch(askConfirmation=askConfirmation,
+                                       torchVersionRequirement=mrml.TORCH_REQUIREMENT) is None:
                 return False
-        missing = mrml.missing_requirements()
-        if not missing:
-            return True
-        try:
-            self._pipInstall(missing, askConfirmation)
-        except RuntimeError as error:
-            if "abort" in str(error).lower() or "declin" in str(error).lower():
-                return False
-            raise LowLightDenoiseError(
-                f"Installing {', '.join(missing)} failed ({error}). Without internet, install them from a "
-                "folder of wheels: PythonSlicer -m pip install --no-index --find-links FOLDER "
-                f"{' '.join(missing)}") from error
-        importlib.invalidate_caches()
-        return not mrml.missing_requirements()
-
-    def _pipInstall(self, missing, askConfirmation: bool) -> None:
-        pipEnsure = None
-        for moduleName in ("slicer.packaging", "slicer.pydeps"):
-            try:
-                pipEnsure = getattr(importlib.import_module(moduleName), "pip_ensure", None)
-            except ImportError:
-                continue
-            if pipEnsure:
-                break
-        pins = mrml.protected_pins()
-        if pipEnsure is not None:  # Slicer 5.12 and later: its own dialog, progress and restart check
-            from packaging.requirements import Requirement
-
-            constraints = os.path.join(slicer.app.temporaryPath, "LowLightDenoise-constraints.txt")
-            with open(constraints, "w") as f:
-                f.write("\n".join(pins) + "\n")
-            pipEnsure([Requirement(r) for r in missing], constraints=constraints, prompt_install=askConfirmation,
-                      requester="LowLightDenoise", skip_in_testing=False)
-            return
-        if askConfirmation and not slicer.util.confirmOkCancelDisplay(
-                f"Low-Light Denoise needs these Python packages: {', '.join(missing)}.\n"
-                "Install them now? This needs internet and takes a few minutes; Slicer's own numpy, "
-                "SimpleITK, requests and PyTorch are kept as they are."):
-            raise RuntimeError("Installation aborted by the user.")
-        slicer.util.pip_install(" ".join(missing + pins))
+        problem = mrml.torch_problem()
+        if problem:
+            slicer.util.warningDisplay(problem, windowTitle="Low-Light Denoise")
+        return True
 
 
 class LowLightDenoiseTest(ScriptedLoadableModuleTest):
-    """Self-test: a simulated low-light CT-like volume, a classical method and a learned model, 2D and 3D."""
+    """Self-test on the module's SampleData pair: jobs in a child process, then classical and learned methods."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
+        self.test_jobs_in_a_child_process_on_the_sample_data()
+        self.setUp()
         self.test_denoise_classical_and_learned()
         self.setUp()
         self.test_compare_and_simulate()
 
+    def test_jobs_in_a_child_process_on_the_sample_data(self):
+        self.delayDisplay("Loading the Low-Light Denoise samples")
+        import SampleData
+
+        registerSampleData()
+        clean, noisy = (SampleData.SampleDataLogic().downloadSample(s.name) for s in samples.SAMPLES)
+        self.assertIsNotNone(noisy)
+        self.assertTrue(LowLightDenoiseLogic().ensureDependencies(["tv"], askConfirmation=False))
+        runs = mrml.self_test_child_process(slicer.mrmlScene, noisy, clean, **LowLightDenoiseLogic().launchOptions())
+        self.delayDisplay(f"Test passed: {', '.join(runs)}")
+
     def test_denoise_classical_and_learned(self):
         self.delayDisplay("Denoising a simulated low-light volume")
-        self.assertTrue(LowLightDenoiseLogic().ensureDependencies(askConfirmation=False))
+        self.assertTrue(LowLightDenoiseLogic().ensureDependencies([DEFAULT_METHOD], askConfirmation=False))
         runs = mrml.self_test_denoise(slicer.mrmlScene, device="auto")
         self.delayDisplay(f"Test passed: {', '.join(runs)}")
 

@@ -164,6 +164,7 @@ def render_card(entry: Dict[str, Any], exported: Dict[str, Any], report: Optiona
              f"| network arguments | `{json.dumps(spec.network)}` |",
              f"| input | `{json.dumps(spec.input)}` ({describe_input(spec.input)}; blind) |",
              f"| category | {spec.category} |",
+             "| intended use | Research use only; not for diagnosis. |",
              f"| modalities | {', '.join(entry['modalities'])} |",
              f"| weights | `Resources/Models/{entry['file']}`, {entry['size']:,} bytes, sha256 `{entry['sha256']}` |",
              f"| release asset | {entry['url']} |",

@@ -17,11 +17,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..options import AXES, DEVICES, MODES
-from .dependencies import PROTECTED_DISTRIBUTIONS, REQUIREMENTS, missing_requirements, protected_pins
+from .dependencies import (LEARNED_REQUIREMENTS, PROTECTED_DISTRIBUTIONS, REQUIREMENTS, TORCH_REQUIREMENT,
+                           install_failed_message, install_requirements,
+                           missing_requirements, needs_torch, protected_pins, torch_problem)
 from .geometry import (SCALAR_NODE, SUPPORTED_NODE_CLASSES, VECTOR_NODE, ijk_to_ras, node_from_volume,
                        node_ijk_to_ras, volume_from_node)
 from .jobs import (DenoiseJob, DenoiseSettings, SimulationSettings, compare_nodes, denoise_node, method_choices,
-                   noise_types, prepare_denoise, publish_denoise, publish_simulation, run_job, simulate_node)
+                   models_table, noise_types, prepare_denoise, publish_denoise, publish_simulation, run_job,
+                   simulate_node)
 from .nodes import (LAYOUT_ID, LAYOUT_XML, NOTICE, default_plot_column, metrics_plot_node, metrics_table_node,
                     output_name, register_layout, table_rows)
 from .process import (SimulationJob, publish_simulated, run_in_child, start_denoise, start_download,
@@ -41,11 +44,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AXES", "DEVICES", "DenoiseJob", "DenoiseOutcome", "DenoiseSettings", "LAYOUT_ID", "LAYOUT_XML", "MODES",
+    "AXES", "DEVICES", "DenoiseJob", "LEARNED_REQUIREMENTS", "TORCH_REQUIREMENT", "install_failed_message", "install_requirements",
+    "needs_torch", "torch_problem", "DenoiseOutcome", "DenoiseSettings", "LAYOUT_ID", "LAYOUT_XML", "MODES",
     "NOTICE", "PROTECTED_DISTRIBUTIONS", "REQUIREMENTS", "SAMPLES", "SCALAR_NODE", "SUPPORTED_NODE_CLASSES",
     "SimulationJob", "SimulationSettings", "VECTOR_NODE", "add_self_test_volumes", "compare_nodes",
     "default_plot_column", "denoise_node", "ijk_to_ras", "load_sample_nodes", "method_choices", "metrics_plot_node",
-    "metrics_table_node", "missing_requirements", "node_from_volume", "node_ijk_to_ras", "noise_types",
+    "metrics_table_node", "missing_requirements", "models_table", "node_from_volume", "node_ijk_to_ras", "noise_types",
     "output_name", "prepare_denoise", "protected_pins", "publish_denoise", "publish_simulated",
     "publish_simulation", "register_layout", "run_in_child", "run_job", "self_test_child_process",
     "self_test_compare", "self_test_denoise", "simulate_node", "start_denoise", "start_download",

@@ -95,6 +95,17 @@ def method_choices() -> List[Tuple[str, str, str]]:
     return choices
 
 
+def models_table() -> Tuple[List[str], List[List[str]]]:
+    """``(headers, rows)`` of the registry's learned models, as the module's Models table shows them."""
+    from ..registry import describe_models
+
+    headers = ["Model", "Version", "Dims", "Installed", "Size (MB)", "Licence"]
+    rows = [[m["name"], m.get("version", ""), "/".join(f"{d}D" for d in m.get("spatial_dims", [])),
+             "yes" if m.get("installed") else "no", f"{m.get('size', 0) / 1e6:.1f}", m.get("licence", "")]
+            for m in describe_models()]
+    return headers, [[str(v) for v in row] for row in rows]
+
+
 # ------------------------------------------------------------------------------------------- jobs
 
 
@@ -248,5 +259,5 @@ def publish_simulation(scene: Any, input_node: Any, settings: SimulationSettings
 
 
 __all__ = ["DenoiseJob", "DenoiseSettings", "SimulationSettings", "compare_nodes", "denoise_node",
-           "method_choices", "noise_types", "prepare_denoise", "publish_denoise", "publish_simulation", "run_job",
-           "simulate_node"]
+           "method_choices", "models_table", "noise_types", "prepare_denoise", "publish_denoise", "publish_simulation",
+           "run_job", "simulate_node"]

@@ -62,6 +62,17 @@ def sample_uri(folder: Path, sample: Sample) -> str:
     return (Path(folder) / sample.file).resolve().as_uri()
 
 
+def register_samples(sample_data_logic: Any, module_dir: str) -> None:
+    """Register :data:`SAMPLES` with Slicer's ``SampleData.SampleDataLogic`` (the module's files, checksums)."""
+    folder = Path(module_dir) / "Resources" / "SampleData"
+    for sample in SAMPLES:
+        sample_data_logic.registerCustomSampleDataSource(
+            category=CATEGORY, sampleName=sample.name,
+            thumbnailFileName=str(Path(module_dir) / "Resources" / "Icons" / "LowLightDenoise.png"),
+            uris=[sample_uri(folder, sample)], fileNames=[sample.file], nodeNames=[sample.node],
+            checksums=[sample.checksum])
+
+
 def load_sample_nodes(scene: Any, folder: Path) -> List[Any]:
     """Every sample of ``folder`` as a scalar volume node of ``scene``, checksum first (CI's SampleData)."""
     import slicer

@@ -164,3 +164,90 @@ def test_icons_are_128_pixel_pngs(path):
     data = (REPO / path).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", data[16:24]) == (128, 128)
+
+
+# ------------------------------------------------------------------------------------------- issue 13
+
+
+def _module_source() -> str:
+    return MODULE_PY.read_text()
+
+
+def test_the_module_holds_no_thread_and_runs_every_job_in_a_child_process():
+    source = _module_source()
+    imported = {a.name.split(".")[0] for n in ast.walk(module_tree()) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(module_tree()) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not imported & {"threading", "concurrent", "multiprocessing", "torch", "monai"}, imported
+    assert "BackgroundTask" not in source and "Thread" not in source
+    for start in ("mrml.start_denoise(", "mrml.start_simulation(", "mrml.start_download("):
+        assert start in source, start
+    assert "qt.QTimer()" in source and "process.poll()" in source and "jobs.find_python(slicer.app.slicerHome)" in source
+    assert len(source.splitlines()) < 495
+
+
+def test_classical_jobs_ask_for_no_torch_and_a_failed_pip_install_is_caught():
+    source = _module_source()
+    assert "mrml.needs_torch(methods)" in source and "if learned and not self._ensureTorch" in source
+    assert "torchVersionRequirement=mrml.TORCH_REQUIREMENT" in source
+    assert "mrml.install_requirements(" in source and "pip_install=slicer.util.pip_install" in source
+
+
+def test_the_module_finds_the_library_of_a_source_checkout(tmp_path):
+    """The lines before ``import qt`` put the repository root on sys.path when run from the checkout."""
+    prologue = _module_source().split("import qt", 1)[0]
+    code = (f"import sys\nsys.path[:] = [p for p in sys.path if p not in ('', {str(REPO)!r})]\n"
+            f"__file__ = {str(MODULE_PY)!r}\n" + prologue +
+            "import LowLightDenoiseLib\nprint(LowLightDenoiseLib.__file__)\n")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()) == REPO / "LowLightDenoiseLib" / "__init__.py"
+
+
+def test_help_says_research_use_and_contributors_are_filled_in():
+    source = _module_source()
+    assert "helpText = (\n            f\"<b>{mrml.NOTICE}</b>" in source
+    assert "LowLightDenoise contributors" not in source
+    assert "LowLightDenoise contributors" not in (REPO / "CMakeLists.txt").read_text()
+    for card in sorted((REPO / "Resources" / "ModelCards").glob("*.md")):
+        assert "not for diagnosis" in card.read_text().lower(), card.name
+
+
+def test_sample_data_is_registered_with_the_checksums_of_the_shipped_files():
+    from LowLightDenoiseLib.mrml import samples
+
+    assert 'slicer.app.connect("startupCompleted()", registerSampleData)' in _module_source()
+    for sample in samples.SAMPLES:
+        path = MODULE_DIR / "Resources" / "SampleData" / sample.file
+        assert samples.sha256_of(path) == sample.sha256, sample.file
+
+    class FakeSampleDataLogic:
+        registered = []
+
+        @classmethod
+        def registerCustomSampleDataSource(cls, **kwargs):
+            cls.registered.append(kwargs)
+
+    samples.register_samples(FakeSampleDataLogic, str(MODULE_DIR))
+    assert [r["sampleName"] for r in FakeSampleDataLogic.registered] == [s.name for s in samples.SAMPLES]
+    for r in FakeSampleDataLogic.registered:
+        assert r["uris"][0].startswith("file://") and Path(r["thumbnailFileName"]).is_file()
+        assert r["checksums"][0].startswith("SHA256:")
+
+
+def test_combo_boxes_shrink_to_a_laptop_panel_and_calibration_is_a_bound_option():
+    widgets = ui_widgets()
+    for name, (cls, props) in widgets.items():
+        if cls == "QComboBox":
+            assert props.get("sizeAdjustPolicy") == "QComboBox::AdjustToMinimumContentsLengthWithIcon", name
+    assert widgets["calibrateCheckBox"][1]["SlicerParameterName"] == "calibrate"
+    assert parameter_fields()["calibrate"] == "Annotated[bool, Default(False)]"
+
+
+def test_docs_name_the_current_slicer_releases():
+    text = (REPO / "docs" / "slicer.md").read_text()
+    for release in ("5.8", "5.10", "5.12"):
+        assert f"Slicer {release}" in text or f"{release}" in text, release
+    assert "Slicer 5.12" in text
