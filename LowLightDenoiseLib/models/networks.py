@@ -15,6 +15,8 @@ carry a noise-level map) and return one channel: the restored image in the same 
   first). It takes a 2D ``unet``'s weights (:func:`initialise_from`) with the neighbours' input
   weights at zero, so it starts as exactly that 2D model and training only adds what the
   neighbouring slices tell.
+* ``oidn_unet`` (2D only): the U-Net of Intel Open Image Denoise (:mod:`.oidn`), with OIDN's own
+  trained weights converted by ``train/convert_oidn.py``, as it is or as the start of a fine-tuned model.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from monai.networks.blocks import Convolution
 from monai.networks.layers import Act, Norm
 from monai.networks.nets import BasicUNet
 from torch import nn
+
+from .oidn import OIDNUNet
 
 
 class DnCNN(nn.Module):
@@ -195,6 +199,7 @@ NETWORKS: Dict[str, Callable[..., nn.Module]] = {
     "dae": DenoisingAutoencoder,
     "dualpath": DualPathNet,
     "slab_unet": SlabUNet,
+    "oidn_unet": OIDNUNet,
 }
 
 

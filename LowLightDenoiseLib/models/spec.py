@@ -127,7 +127,7 @@ def _size_multiple(architecture: str, network: Dict[str, Any]) -> Union[int, Tup
     """Tile sides must be a multiple of this (per axis for a tuple) so every down-sampling level divides evenly."""
     if architecture == "slab_unet":
         return (1, 16, 16)  # any number of slices: only the in-plane sides are down-sampled
-    if architecture in ("unet", "dualpath"):
+    if architecture in ("unet", "dualpath", "oidn_unet"):
         return 16
     if architecture == "dae":
         return 2 ** (len(network.get("features", (32, 64, 128))) - 1)
