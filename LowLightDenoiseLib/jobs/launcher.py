@@ -151,8 +151,12 @@ class JobProcess:
                           f"command: {' '.join(command)}\n")
             with open(self.folder / "events.jsonl", "wb") as out, open(self.log_path, "ab") as err:
                 flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # no console window on Windows
-                self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                              env=self.env, cwd=str(self.folder.parent), creationflags=flags)
+                try:
+                    self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                                  env=self.env, cwd=str(self.folder.parent), creationflags=flags)
+                except OSError as error:
+                    raise LowLightDenoiseError(f"Could not start the job's Python ({self.python}): "
+                                               f"{error.strerror or error}.") from error
             self._events = open(self.folder / "events.jsonl", "rb")
         except BaseException:
             self._remove_folder()

@@ -215,6 +215,12 @@ def test_job_descriptions_round_trip_and_bad_ones_are_one_sentence(tmp_path):
     assert protocol.parse_line("not json") is None and protocol.parse_line('{"event": "other"}') is None
 
 
+def test_a_python_that_cannot_start_is_one_sentence_and_leaves_nothing(ct, dirs, tmp_path):
+    with pytest.raises(LowLightDenoiseError, match="Could not start the job's Python"):
+        start(JobSpec("denoise", ["tv"], CPU_2D), {"input": ct}, python=str(tmp_path / "missing-python"), **dirs)
+    assert not os.listdir(dirs["temp_root"])
+
+
 def test_find_python_uses_pythonslicer_inside_slicer_and_this_python_elsewhere(tmp_path, monkeypatch):
     assert find_python() == sys.executable
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
