@@ -118,6 +118,8 @@ def denoise_volume(
                          f"not {type(volume).__name__}.")
     if cancel is not None and not isinstance(cancel, CancelToken):
         raise InputError(f"cancel must be a CancelToken, not {type(cancel).__name__}.")
+    if progress is not None and not callable(progress):
+        raise InputError(f"progress must be a function progress(fraction, message), not {type(progress).__name__}.")
     opts = run_options(options, **fields)
     control = RunControl(progress, cancel)
     if not isinstance(method, Method):

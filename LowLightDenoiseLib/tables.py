@@ -11,7 +11,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
@@ -108,28 +107,33 @@ def table_format(path: Union[str, Path]) -> str:
     return suffix[1:]
 
 
-def write_text_atomic(path: Union[str, Path], text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path`` and rename it into place (readers never see a part).
-
-    The file gets the permissions the umask gives a new file, like every other output.
-    """
+def stage_text(path: Union[str, Path], text: str, staging: Any, *, replace: bool = True) -> Path:
+    """Write ``text`` to a temporary file beside ``path`` and register it with ``staging`` (a
+    :class:`~.files.Staging`), which publishes it: over an existing file only with ``replace``."""
     target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=str(folder))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    fd, tmp = staging.temp_file(target)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    staging.add(tmp, target, replace)
     return target
 
 
-def write_table(path: Union[str, Path], rows: Sequence[Row], fmt: Optional[str] = None) -> Path:
+def write_text_atomic(path: Union[str, Path], text: str, *, replace: bool = True) -> Path:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place (readers never see a part).
+
+    The file gets the permissions the umask gives a new file, like every other output. With
+    ``replace=False`` an existing file is never replaced, even one another process created meanwhile
+    (:class:`~.errors.InputError` "already exists").
+    """
+    from .files import Staging
+
+    with Staging() as staging:
+        stage_text(path, text, staging, replace=replace)
+        staging.commit()
+    return Path(path)
+
+
+def write_table(path: Union[str, Path], rows: Sequence[Row], fmt: Optional[str] = None, *,
+                replace: bool = True) -> Path:
     """Write ``rows`` as CSV or JSON (``fmt``, else from the extension), atomically."""
-    return write_text_atomic(path, table_text(rows, fmt or table_format(path)))
+    return write_text_atomic(path, table_text(rows, fmt or table_format(path)), replace=replace)

@@ -14,6 +14,7 @@ Conventions (the same as ITK/SimpleITK and the files on disk):
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -32,7 +33,11 @@ class Volume:
     metadata: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.array is None or isinstance(self.array, (str, bytes, os.PathLike)):
+            raise InputError(f"A Volume needs an array of pixel values (numpy), not {type(self.array).__name__}.")
         a = np.asarray(self.array)
+        if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            raise InputError(f"A Volume needs numeric pixel values, not {a.dtype} values.")
         if a.ndim == 2:
             a = a[np.newaxis]
             self.is_2d = True
@@ -43,9 +48,13 @@ class Volume:
                 f"Expected 1, 3 or 4 colour channels, got {a.shape[-1]}: 4D (time series) images are not supported."
             )
         self.array = a
-        self.spacing = tuple(float(s) for s in self.spacing)
-        self.origin = tuple(float(s) for s in self.origin)
-        self.direction = tuple(float(s) for s in self.direction)
+        self.spacing = _numbers(self.spacing, 3, "spacing", "(x, y, z) in mm")
+        if not all(s > 0 for s in self.spacing):
+            raise InputError(f"The spacing must be positive, not {self.spacing}.")
+        self.origin = _numbers(self.origin, 3, "origin", "(x, y, z) in mm")
+        self.direction = _numbers(self.direction, 9, "direction", "a 3x3 matrix, row by row")
+        if abs(float(np.linalg.det(np.reshape(self.direction, (3, 3))))) < 1e-6:
+            raise InputError(f"The direction {self.direction} is not a rotation (its axes are not independent).")
         if self.source_dtype is None:
             self.source_dtype = str(a.dtype)
         if a.shape[0] == 1:
@@ -87,6 +96,19 @@ class Volume:
         )
 
 
+def _numbers(values: Any, count: int, what: str, meaning: str) -> tuple:
+    """``values`` as a tuple of ``count`` finite floats, or one sentence."""
+    try:
+        numbers = tuple(float(v) for v in np.asarray(values, dtype=float).ravel())
+    except (TypeError, ValueError):
+        raise InputError(f"The {what} must be {count} numbers ({meaning}), not {values!r}.") from None
+    if len(numbers) != count or np.ndim(values) > 2:
+        raise InputError(f"The {what} must be {count} numbers ({meaning}), not {len(numbers)}.")
+    if not all(np.isfinite(numbers)):
+        raise InputError(f"The {what} must be finite numbers, not {numbers}.")
+    return numbers
+
+
 def geometry_difference(first: Volume, second: Volume, rtol: float = 1e-4, atol: float = 1e-3) -> Optional[str]:
     """``None`` when both volumes lie on the same voxel grid, else what differs, in words.
 
@@ -110,12 +132,16 @@ def geometry_difference(first: Volume, second: Volume, rtol: float = 1e-4, atol:
 def validate_values(array: np.ndarray, what: str = "The input image") -> None:
     """Raise :class:`InputError` with one sentence if ``array`` cannot be denoised.
 
-    Rejects non-numeric data, NaN or infinite values, and constant images (no signal to work on).
+    Rejects non-numeric data, boolean masks, NaN or infinite values, and constant images (no signal to
+    work on).
     """
     a = np.asarray(array)
     if a.size == 0:
         raise InputError(f"{what} is empty.")
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+    if a.dtype == bool:
+        raise InputError(f"{what} is a yes/no mask (boolean values), not an image with grey levels; "
+                         "there is nothing to denoise.")
+    if not np.issubdtype(a.dtype, np.number):
         raise InputError(f"{what} has non-numeric pixel type {a.dtype}.")
     if np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.complexfloating):
         if np.iscomplexobj(a):

@@ -1,9 +1,10 @@
 """The subcommands: each reads its arguments, checks every output location first, runs the library, prints.
 
 Every user error (a missing or unreadable file, a 4D image, NaN values, a constant image, an image too
-small for the method, a model that is not available, an output that exists or is the input) raises a
-:class:`~..errors.LowLightDenoiseError` whose sentence :func:`..cli.main` prints; nothing is written
-before the computation finished, and then atomically (``io.write_volume``, ``tables.write_table``).
+small for the method, a model that is not available, an output that exists or is a file the command
+reads) raises a :class:`~..errors.LowLightDenoiseError` whose sentence :func:`..cli.main` prints. Every
+output is checked before the computation (:class:`.outputs.Outputs`) and all of them are published
+together after it, or none (``io.stage_volume``, ``tables.stage_text``).
 """
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from .. import DEFAULT_METHOD
 from ..errors import InputError
 from ..options import RunOptions
-from ..tables import format_table, plain, table_format, table_text, write_table
+from ..tables import format_table, plain, stage_text, table_format, table_text
 from .console import Console, Parser
+from .outputs import Outputs
 from .parser import PROG
 
 #: Command-line flag -> degradation parameter (only the flags a user gives are passed on).
@@ -30,50 +32,34 @@ DEGRADATION_FLAGS = {"brightness": "brightness", "gamma": "gamma", "peak": "peak
 # inputs and outputs
 
 
-def _read(path: str):
-    from ..io import read_volume
+def _read(path: str, what: str = "The input"):
+    from ..io import check_input_path, read_volume
 
+    check_input_path(path, what)
     return read_volume(path)
 
 
-def _check_new_file(path: str, overwrite: bool, what: str = "The output file") -> None:
-    """Refuse early (before any computation) an output that exists or whose folder is missing."""
-    p = Path(path)
-    if p.exists() and not overwrite:
-        raise InputError(f"{what} {path} already exists; use --overwrite to replace it.")
-    if p.is_dir():
-        raise InputError(f"{what} {path} is a folder.")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"The folder {parent} of {path} does not exist.")
+def _fits_output(volume: Any, path: str, args: argparse.Namespace) -> None:
+    """The output will have the input's shape, channels and about its values: can its format hold them?"""
+    from ..io import check_output
+
+    check_output(path, overwrite=True, dtype=getattr(args, "dtype", None), volume=volume,
+                 folder_must_exist=False)
 
 
-def _check_output_volume_path(input_path: Optional[str], output_path: str, overwrite: bool) -> None:
-    from ..io import same_file, supported_extensions
-
-    if input_path is not None and os.path.exists(output_path) and same_file(input_path, output_path):
-        raise InputError(f"The output {output_path} is the input file; choose another output name.")
-    name = Path(output_path).name.lower()
-    exts = supported_extensions(write=True)
-    if not any(name.endswith(e.lower()) for e in exts):
-        raise InputError(f"Cannot write {output_path}: unsupported file type; use one of {', '.join(exts)}.")
-    _check_new_file(output_path, overwrite)
-
-
-def _check_table_files(args: argparse.Namespace) -> None:
-    for path in (args.csv, args.json):
+def _stage_tables(rows: List[Dict[str, Any]], csv_path: Optional[str], json_path: Optional[str],
+                  outputs: Outputs) -> None:
+    for path, fmt in ((csv_path, "csv"), (json_path, "json")):
         if path and path != "-":
-            _check_new_file(path, args.overwrite, "The table file")
+            stage_text(path, table_text(rows, fmt), outputs.staging, replace=outputs.overwrite)
 
 
-def _emit_table(rows: List[Dict[str, Any]], csv_path: Optional[str], json_path: Optional[str]) -> None:
-    """Print the table to stdout and write the requested CSV/JSON files (``-`` = stdout)."""
+def _print_table(rows: List[Dict[str, Any]], csv_path: Optional[str], json_path: Optional[str]) -> None:
+    """Print the table to stdout, and as CSV/JSON where ``-`` asks for stdout."""
     print(format_table(rows))
     for path, fmt in ((csv_path, "csv"), (json_path, "json")):
         if path == "-":
             sys.stdout.write(table_text(rows, fmt))
-        elif path:
-            write_table(path, rows, fmt)
 
 
 def _options(args: argparse.Namespace) -> RunOptions:
@@ -82,34 +68,66 @@ def _options(args: argparse.Namespace) -> RunOptions:
                       seed=getattr(args, "seed", 0), flips=args.flips).validated()
 
 
+def _methods(names: Sequence[str], args: argparse.Namespace) -> List[Any]:
+    """The methods to run: names, or with ``--calibrate`` self-calibrating classical denoisers (one sentence
+    for a method that cannot calibrate, or for --calibrate with --strength)."""
+    if not getattr(args, "calibrate", False):
+        return list(names)
+    import inspect
+
+    from ..methods import get_method
+    from ..methods.classical import CLASSICAL_METHODS
+
+    if args.strength is not None:
+        raise InputError("--calibrate chooses the strength itself; give either --calibrate or --strength.")
+    methods = []
+    for name in names:
+        cls = CLASSICAL_METHODS.get(name.strip().lower())
+        if cls is None or "calibrate" not in inspect.signature(cls.__init__).parameters:
+            kind = "an enhancement method" if cls is not None else "not a classical denoiser (a learned model " \
+                "finds its strength from the estimated noise; use --strength to change it)"
+            raise InputError(f"--calibrate tunes the strength of the classical denoisers only, and {name} is {kind}.")
+        methods.append(get_method(name, calibrate=True))
+    return methods
+
+
 # --------------------------------------------------------------------------------------------------
 # subcommands
 
 
 def cmd_denoise(args: argparse.Namespace, console: Console) -> int:
     from ..evaluation import run_methods
-    from ..io import write_volume
+    from ..io import stage_volume
 
-    _check_output_volume_path(args.input, args.output, args.overwrite)
-    fmt = table_format(args.metrics) if args.metrics else None
-    if args.metrics:
-        _check_new_file(args.metrics, args.overwrite, "The metrics file")
-    options = _options(args)
-    volume = _read(args.input)
-    reference = _read(args.reference) if args.reference else None
-    method = args.method or DEFAULT_METHOD
-    with console.progress(f"denoise ({method})") as bar:
-        done = run_methods(volume, [method], options, reference=reference, data_range=args.data_range,
-                           progress=bar, force_reference=args.force_reference)
-    result = done.outcomes[0].result
-    write_volume(result.volume, args.output, overwrite=args.overwrite, dtype=args.dtype)
-    if args.metrics:
-        write_table(args.metrics, done.rows, fmt)
+    with Outputs(args.overwrite) as outputs:
+        outputs.volume(args.output, args.dtype)
+        if args.metrics:
+            table_format(args.metrics)
+        outputs.table(args.metrics, "The metrics file")
+        outputs.reading(args.input)
+        outputs.reading(args.reference, "reference")
+        outputs.check()
+        options = _options(args)
+        method = args.method or DEFAULT_METHOD
+        methods = _methods([method], args)
+        volume = _read(args.input)
+        reference = _read(args.reference, "The reference") if args.reference else None
+        _fits_output(volume, args.output, args)
+        with console.progress(f"denoise ({method})") as bar:
+            done = run_methods(volume, methods, options, reference=reference, data_range=args.data_range,
+                               progress=bar, force_reference=args.force_reference)
+        result = done.outcomes[0].result
+        rows = done.rows
+        stage_volume(result.volume, args.output, outputs.staging, overwrite=args.overwrite, dtype=args.dtype)
+        if args.metrics:
+            stage_text(args.metrics, table_text(rows, table_format(args.metrics)), outputs.staging,
+                       replace=args.overwrite)
+        outputs.commit()
     console.info(f"Wrote {args.output} ({result.method}, {result.mode}, {result.device}, {result.seconds:.2f} s).")
     for warning in done.warnings + result.warnings:
         console.info(f"Note: {warning}")
     if reference is not None or args.metrics:
-        print(format_table(done.rows))
+        print(format_table(rows))
     return 0
 
 
@@ -122,13 +140,18 @@ def _degradation_from_args(args: argparse.Namespace):
 
 def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
     from ..degrade import simulate_volume
-    from ..io import write_volume
+    from ..io import stage_volume
 
-    _check_output_volume_path(args.input, args.output, args.overwrite)
-    degradation = _degradation_from_args(args)
-    volume = _read(args.input)
-    degraded = simulate_volume(volume, degradation, seed=args.seed)
-    write_volume(degraded, args.output, overwrite=args.overwrite, dtype=args.dtype)
+    with Outputs(args.overwrite) as outputs:
+        outputs.volume(args.output, args.dtype)
+        outputs.reading(args.input)
+        outputs.check()
+        degradation = _degradation_from_args(args)
+        volume = _read(args.input)
+        _fits_output(volume, args.output, args)
+        degraded = simulate_volume(volume, degradation, seed=args.seed)
+        stage_volume(degraded, args.output, outputs.staging, overwrite=args.overwrite, dtype=args.dtype)
+        outputs.commit()
     console.info(f"Wrote {args.output} ({degradation.describe()}, seed {args.seed}).")
     return 0
 
@@ -158,24 +181,33 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     from ..evaluation import check_reference
     from ..metrics import no_reference_metrics, noise_sigma, reference_metrics
 
-    _check_table_files(args)
-    reference = _read(args.reference)
-    source = _read(args.input) if args.input else None
-    notes = [check_reference(source, reference, force=args.force_reference)] if source is not None else []
-    rows = []
-    for path in args.outputs:
-        out = _read(path)
-        notes.append(check_reference(out, reference, f"image {path}", force=args.force_reference))
-        row: Dict[str, Any] = {"image": path}
-        row.update(reference_metrics(out, reference, args.data_range, axis=args.axis))
-        if source is not None:
-            row.update(no_reference_metrics(source, out, axis=args.axis))
-        else:
-            row["noise_sigma"] = noise_sigma(out.array, channel_axis=-1 if out.is_color else None)
-        rows.append(row)
+    with Outputs(args.overwrite) as outputs:
+        outputs.table(args.csv)
+        outputs.table(args.json)
+        outputs.reading(args.reference, "reference")
+        outputs.reading(args.input)
+        for path in args.outputs:
+            outputs.reading(path, "image")
+        outputs.check()
+        reference = _read(args.reference, "The reference")
+        source = _read(args.input) if args.input else None
+        notes = [check_reference(source, reference, force=args.force_reference)] if source is not None else []
+        rows = []
+        for path in args.outputs:
+            out = _read(path, "The image")
+            notes.append(check_reference(out, reference, f"image {path}", force=args.force_reference))
+            row: Dict[str, Any] = {"image": path}
+            row.update(reference_metrics(out, reference, args.data_range, axis=args.axis))
+            if source is not None:
+                row.update(no_reference_metrics(source, out, axis=args.axis))
+            else:
+                row["noise_sigma"] = noise_sigma(out.array, channel_axis=-1 if out.is_color else None)
+            rows.append(row)
+        _stage_tables(rows, args.csv, args.json, outputs)
+        outputs.commit()
     for note in dict.fromkeys(n for n in notes if n):
         console.info(f"Note: {note}")
-    _emit_table(rows, args.csv, args.json)
+    _print_table(rows, args.csv, args.json)
     return 0
 
 
@@ -196,7 +228,7 @@ def _output_name(input_path: str, method: str, out_dir: str, ext: Optional[str])
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from ..evaluation import run_methods
-    from ..io import write_volume
+    from ..io import stage_volume
     from ..methods import list_methods
 
     if args.methods:
@@ -205,40 +237,52 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         names = [d["name"] for d in list_methods() if d.get("kind") == "classical" and d.get("category") == "denoise"]
     if not names:
         raise InputError("Give at least one method with --methods.")
-    _check_table_files(args)
-    options = _options(args)
-    outputs: Dict[str, str] = {}
-    if args.output_dir:
-        if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
-            raise InputError(f"The output folder {args.output_dir} is a file.")
-        for name in names:
-            outputs[name] = _output_name(args.input, name, args.output_dir, args.format)
-            if os.path.isdir(args.output_dir):
-                _check_output_volume_path(args.input, outputs[name], args.overwrite)
-    volume = _read(args.input)
-    reference = _read(args.reference) if args.reference else None
-    bars: List[Any] = []
+    with Outputs(args.overwrite) as outputs:
+        targets: Dict[str, str] = {}
+        if args.output_dir:
+            if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+                raise InputError(f"The output folder {args.output_dir} is a file.")
+            for name in names:
+                targets[name] = _output_name(args.input, name, args.output_dir, args.format)
+                outputs.volume(targets[name], args.dtype, creates_folder=True)
+        outputs.table(args.csv)
+        outputs.table(args.json)
+        outputs.reading(args.input)
+        outputs.reading(args.reference, "reference")
+        outputs.check()
+        options = _options(args)
+        methods = _methods(names, args)
+        volume = _read(args.input)
+        reference = _read(args.reference, "The reference") if args.reference else None
+        for target in targets.values():
+            _fits_output(volume, target, args)
+        bars: List[Any] = []
 
-    def bar_for(i: int, name: str) -> Callable[[float, str], None]:
-        if bars:
-            bars[-1].__exit__(None, None, None)
-        bars.append(console.progress(f"[{i + 1}/{len(names)}] {name}").__enter__())
-        return bars[-1]
+        def bar_for(i: int, name: str) -> Callable[[float, str], None]:
+            if bars:
+                bars[-1].__exit__(None, None, None)
+            bars.append(console.progress(f"[{i + 1}/{len(names)}] {name}").__enter__())
+            return bars[-1]
 
-    try:
-        done = run_methods(volume, names, options, reference=reference, data_range=args.data_range, on_start=bar_for,
-                           force_reference=args.force_reference)
-    finally:
-        if bars:
-            bars[-1].__exit__(None, None, None)
-    if outputs:
-        os.makedirs(args.output_dir, exist_ok=True)
-        for name, outcome in zip(names, done.outcomes):
-            write_volume(outcome.volume, outputs[name], overwrite=args.overwrite, dtype=args.dtype)
-            console.info(f"Wrote {outputs[name]}")
+        try:
+            done = run_methods(volume, methods, options, reference=reference, data_range=args.data_range,
+                               on_start=bar_for, force_reference=args.force_reference)
+        finally:
+            if bars:
+                bars[-1].__exit__(None, None, None)
+        rows = done.rows
+        if targets:
+            outputs.make_folder(args.output_dir)
+            for name, outcome in zip(names, done.outcomes):
+                stage_volume(outcome.volume, targets[name], outputs.staging, overwrite=args.overwrite,
+                             dtype=args.dtype)
+        _stage_tables(rows, args.csv, args.json, outputs)
+        outputs.commit()
+    for name in targets:
+        console.info(f"Wrote {targets[name]}")
     for warning in done.warnings:
         console.info(f"Note: {warning}")
-    _emit_table(done.rows, args.csv, args.json)
+    _print_table(rows, args.csv, args.json)
     return 0
 
 

@@ -28,6 +28,10 @@ def _add_engine(p: argparse.ArgumentParser) -> None:
                    help="test-time averaging: the mean of the results for this many in-plane flips/rotations of the "
                         "input, for any method (each one a full run: 8 takes 8 times as long; default 1)")
     p.add_argument("--ensemble", dest="flips", type=int, choices=FLIP_COUNTS, help=argparse.SUPPRESS)  # former name
+    p.add_argument("--calibrate", action="store_true",
+                   help="classical denoisers: choose the strength by J-invariant self-supervised calibration on "
+                        "the image itself instead of from the noise estimate (slower; not with --strength; refused "
+                        "for learned models and enhancers); the table records it")
 
 
 def _add_metric_options(p: argparse.ArgumentParser) -> None:
@@ -138,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("benchmark", help="quality, speed and memory of every method (see 'benchmark --help')",
                    add_help=False)
+    sub.add_parser("batch", help="denoise a cohort on a Dask cluster, resumable, one results table (see "
+                                 "'batch --help')", add_help=False)
     return parser
 
 

@@ -38,6 +38,10 @@ class Denoiser(ClassicalMethod):
         self.calibrate = bool(calibrate)
         self.fixed = self._check_fixed(fixed)
 
+    def columns(self) -> Dict[str, Any]:
+        """A self-calibrated run says so in the results table (``calibrate``)."""
+        return {"calibrate": True} if self.calibrate else {}
+
     @abc.abstractmethod
     def parameters(self, image: np.ndarray, sigma: float, strength: float) -> Dict[str, Any]:
         """Automatic parameters for ``image`` with Gaussian noise ``sigma`` at this strength."""

@@ -294,12 +294,30 @@ def test_dicom_series_reads_in_hu_with_slice_order_and_spacing(tmp_path, ct_path
     assert one.is_2d and one.origin[2] == pytest.approx(-190.0 + 2 * 2.5, abs=1e-4)
 
 
-def test_a_missing_slice_is_recorded_as_uneven_slice_spacing(tmp_path, ct_path):
-    ct = read_volume(ct_path).array[:4, :8, :8]
+def test_a_dicom_series_with_a_missing_duplicated_or_cut_slice_is_refused(tmp_path, ct_path):
+    """ITK would read these silently with a mean slice spacing (and the wrong slice count)."""
+    ct = read_volume(ct_path).array[:5, :8, :8]
     uid = f"1.2.826.0.1.3680043.9.7433.{int(time.time())}.3"
-    _write_dicom_series(tmp_path / "gap", ct, (1.0, 1.0, 2.5), (0.0, 0.0, 0.0), uid, positions=[0, 1, 2, 4])
-    vol = read_volume(tmp_path / "gap")
-    assert vol.metadata["slice_spacing_range"] == (2.5, 5.0)
+    _write_dicom_series(tmp_path / "gap", ct[:4], (1.0, 1.0, 2.5), (0.0, 0.0, 0.0), uid, positions=[0, 1, 2, 4])
+    with pytest.raises(InputError, match="uneven slice spacing, from 2.5 to 5 mm .about 1 slice.s. missing") as e:
+        read_volume(tmp_path / "gap")
+    _one_sentence(str(e.value))
+
+    _write_dicom_series(tmp_path / "dup", ct, (1.0, 1.0, 2.5), (0.0, 0.0, 0.0), uid + ".1")
+    (tmp_path / "dup" / "copy.dcm").write_bytes((tmp_path / "dup" / "slice002.dcm").read_bytes())
+    with pytest.raises(InputError, match="two slices at the same position") as e:
+        read_volume(tmp_path / "dup")
+    _one_sentence(str(e.value))
+
+    for k in (0, 2):  # a cut first slice leaves no gap: found as a DICOM file that cannot be read
+        folder = tmp_path / f"cut{k}"
+        _write_dicom_series(folder, ct, (1.0, 1.0, 2.5), (0.0, 0.0, 0.0), uid + f".2{k}")
+        data = (folder / f"slice00{k}.dcm").read_bytes()
+        (folder / f"slice00{k}.dcm").write_bytes(data[: len(data) // 2])
+        with pytest.raises(InputError, match=f"slice00{k}.dcm in .* cannot be read") as e:
+            read_volume(folder)
+        _one_sentence(str(e.value))
+    assert read_volume(tmp_path / "dup" / "copy.dcm").array.shape == (1, 8, 8)  # one file still reads
 
 
 def test_folder_with_two_series_reads_the_largest_or_the_one_asked_for(tmp_path, mr_path):

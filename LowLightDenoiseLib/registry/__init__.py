@@ -27,23 +27,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import os
-import shutil
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from .errors import CancelledError, DownloadError, InputError, ModelNotAvailableError
-from .models.spec import ModelSpec
-from .progress import CancelToken, ProgressCallback
-from .resources import resources_dir
-
-log = logging.getLogger(__name__)
+from ..errors import InputError, ModelNotAvailableError
+from ..models.spec import ModelSpec
+from ..progress import ProgressCallback
+from ..resources import resources_dir
 
 PathLike = Union[str, Path]
 DEFAULT_REGISTRY = resources_dir() / "Models.json"
@@ -124,8 +116,11 @@ def _parse_entry(raw: Any, where: Path) -> ModelEntry:
         raise InputError(f"Model {name!r} in {where} has an invalid sha256 (64 hex digits expected).")
     if not isinstance(raw["size"], int) or raw["size"] <= 0:
         raise InputError(f"Model {name!r} in {where} has an invalid size (a positive number of bytes).")
-    if Path(str(raw["file"])).name != raw["file"]:
-        raise InputError(f"Model {name!r} in {where}: 'file' must be a plain file name, not a path.")
+    file = raw["file"]
+    if not isinstance(file, str) or not file.strip() or file in (".", "..") or Path(file).name != file \
+            or "\\" in file or "\x00" in file or file.startswith("."):
+        raise InputError(f"Model {name!r} in {where}: 'file' must be a plain file name (not empty, not a path, "
+                         f"not hidden), not {file!r}.")
     try:
         spec = ModelSpec(**{k: raw[k] for k in SPEC_FIELDS if k in raw})
     except (TypeError, ValueError) as error:
@@ -248,16 +243,31 @@ def _matches(path: Path, entry: ModelEntry) -> bool:
 
 
 def find_weights(name: str, registry: Optional[PathLike] = None) -> Optional[Tuple[str, Path]]:
-    """``(source, path)`` of the first valid weights file of ``name``, or None; bad files are logged."""
+    """``(source, path)`` of the first valid weights file of ``name``, or None (see :func:`bad_copies`)."""
     entry = get_entry(name, registry)
     for source, folder in search_dirs():
         path = folder / entry.file
-        if not path.is_file():
-            continue
-        if _matches(path, entry):
+        if path.is_file() and _matches(path, entry):
             return source, path
-        log.warning("Ignoring %s: its size or sha256 does not match model %r.", path, name)
     return None
+
+
+def bad_copies(name: str, registry: Optional[PathLike] = None) -> List[Path]:
+    """Files named like ``name``'s weights in the searched folders whose size or sha256 do not match."""
+    entry = get_entry(name, registry)
+    return [folder / entry.file for _, folder in search_dirs()
+            if (folder / entry.file).is_file() and not _matches(folder / entry.file, entry)]
+
+
+def _missing_sentence(name: str, registry: Optional[PathLike], why: str) -> str:
+    """Why ``name`` cannot be used (``why``: "is not installed", "has no download address yet"), naming a
+    copy that is there but does not match, and how to install it offline."""
+    bad = bad_copies(name, registry)
+    if bad:
+        return (f"Model {name!r}: the file {bad[0]} does not match the registry's size and sha256 (it is damaged "
+                f"or another version) and the model {why.replace('is not installed', 'has no other copy')}; "
+                f"{_offline_hint(name)}.")
+    return f"Model {name!r} {why}; {_offline_hint(name)}."
 
 
 def installed(name: str, registry: Optional[PathLike] = None) -> bool:
@@ -289,141 +299,6 @@ def _offline_hint(name: str) -> str:
             f"`lowlightdenoise models import {name} FILE`, or put it in the folder named by {ENV_MODELS_DIR}")
 
 
-def download_model(name: str, progress: Optional[ProgressCallback] = None, *,
-                   registry: Optional[PathLike] = None, timeout: float = 30.0, retries: int = 2,
-                   cancel: Optional[CancelToken] = None, force: bool = False) -> Path:
-    """Fetch ``name``'s weights into the cache and return their path (no-op when already valid).
-
-    The file is streamed into a temporary file in the cache folder, checked for size and sha256,
-    then renamed into place. A transfer that ends early is retried ``retries`` times; a complete
-    file with the wrong sha256 is an error. A corrupt file already in the cache is replaced.
-    """
-    entry = get_entry(name, registry)
-    found = None if force else find_weights(name, registry)
-    if found is not None:
-        return found[1]
-    if not entry.url:
-        raise ModelNotAvailableError(f"Model {name!r} has no download address yet; {_offline_hint(name)}.")
-    folder = cache_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise DownloadError(f"Cannot create the model cache {folder} ({error.strerror}); "
-                            f"set {ENV_CACHE} to a writable folder.") from error
-    target = folder / entry.file
-    for attempt in range(retries + 1):
-        try:
-            _fetch(entry, target, progress, timeout, cancel)
-            return target
-        except _Truncated as short:
-            if attempt == retries:
-                raise DownloadError(f"The download of model {name!r} kept stopping early ({short}); "
-                                    f"{_offline_hint(name)}.") from None
-            log.warning("Download of %s stopped early (%s); retrying.", name, short)
-            time.sleep(min(2.0, 0.2 * (attempt + 1)))
-    raise AssertionError("unreachable")
-
-
-class _Truncated(Exception):
-    """A transfer that ended before the announced or registered size (worth retrying)."""
-
-
-def _fetch(entry: ModelEntry, target: Path, progress: Optional[ProgressCallback], timeout: float,
-           cancel: Optional[CancelToken]) -> None:
-    request = urllib.request.Request(entry.url, headers={"User-Agent": USER_AGENT})
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{entry.file}.", suffix=".part", dir=str(target.parent))
-    tmp = Path(tmp_name)
-    try:
-        digest = hashlib.sha256()
-        received = 0
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
-                announced = response.headers.get("Content-Length")
-                total = int(announced) if announced and announced.isdigit() else entry.size
-                while True:
-                    if cancel is not None and cancel.cancelled:
-                        raise CancelledError("The download was cancelled.")
-                    chunk = response.read(CHUNK)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    if received > entry.size:
-                        break
-                    if progress is not None:
-                        progress(min(1.0, received / max(total, 1)),
-                                 f"{entry.file}: {received / 1e6:.1f} of {total / 1e6:.1f} MB")
-                out.flush()
-                os.fsync(out.fileno())
-        except urllib.error.HTTPError as error:
-            raise DownloadError(f"Could not download model {entry.name!r}: the server answered "
-                                f"HTTP {error.code} {error.reason} for {entry.url}; "
-                                f"{_offline_hint(entry.name)}.") from None
-        except urllib.error.URLError as error:
-            if _is_short_read(error.reason):
-                raise _Truncated(str(error.reason)) from None
-            raise DownloadError(f"Could not reach {entry.url} to download model {entry.name!r} "
-                                f"({_reason(error.reason)}), so you may be offline; {_offline_hint(entry.name)}.") from None
-        except (ConnectionError, TimeoutError, OSError) as error:
-            if isinstance(error, (ConnectionResetError, ConnectionAbortedError)) or _is_short_read(error):
-                raise _Truncated(str(error)) from None
-            raise DownloadError(f"The download of model {entry.name!r} failed ({_reason(error)}); "
-                                f"{_offline_hint(entry.name)}.") from None
-        except _http_incomplete() as error:
-            raise _Truncated(f"received {received} of {entry.size} bytes") from error
-        if received < entry.size:
-            raise _Truncated(f"received {received} of {entry.size} bytes")
-        if received > entry.size or digest.hexdigest() != entry.sha256:
-            raise DownloadError(f"The file downloaded for model {entry.name!r} does not match the registry's "
-                                f"sha256 (it is damaged or was replaced on the server); nothing was installed.")
-        os.replace(tmp, target)
-        _VERIFIED[(str(target), target.stat().st_size, target.stat().st_mtime)] = entry.sha256
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _http_incomplete() -> type:
-    import http.client
-
-    return http.client.IncompleteRead
-
-
-def _is_short_read(error: Any) -> bool:
-    import http.client
-
-    return isinstance(error, (http.client.IncompleteRead, http.client.RemoteDisconnected))
-
-
-def _reason(error: Any) -> str:
-    return str(getattr(error, "strerror", None) or error)
-
-
-def import_model(name: str, file: PathLike, registry: Optional[PathLike] = None) -> Path:
-    """Copy a weights file obtained offline into the cache after checking its size and sha256."""
-    entry = get_entry(name, registry)
-    source = Path(file).expanduser()
-    if not source.is_file():
-        raise InputError(f"The file {source} does not exist.")
-    size = source.stat().st_size
-    if size != entry.size or sha256_of(source) != entry.sha256:
-        raise InputError(f"{source} is not the weights of model {name!r} version {entry.spec.version}: "
-                         f"its size or sha256 differs from the registry.")
-    folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / entry.file
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{entry.file}.", suffix=".part", dir=str(folder))
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp_name)
-        os.replace(tmp_name, target)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-    return target
-
-
 def describe_models(registry: Optional[PathLike] = None) -> List[Dict[str, Any]]:
     """One row per registered model, in the shape of ``Method.describe()`` plus registry facts."""
     rows = []
@@ -448,6 +323,9 @@ def weights_path(name: str, progress: Optional[ProgressCallback] = None, *, regi
     if found is not None:
         return found[1]
     if not download:
-        raise ModelNotAvailableError(f"Model {name!r} is not installed; {_offline_hint(name)}.")
+        raise ModelNotAvailableError(_missing_sentence(name, registry, "is not installed"))
     return download_model(name, progress, registry=registry)
+
+
+from .transfer import MIN_DEADLINE, MIN_RATE, STALL_SECONDS, download_model, import_model  # noqa: E402,F401
 
