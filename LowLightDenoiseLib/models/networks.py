@@ -218,6 +218,12 @@ def initialise_from(model: nn.Module, state: Dict[str, torch.Tensor]) -> str:
     if isinstance(model, SlabUNet) and not any(k.startswith("unet2d.") for k in state):
         model.load_state_dict(model.inflate_2d_state(state), strict=True)
         return "2D U-Net weights inflated to the slab (neighbour inputs start at zero)"
+    if isinstance(model, OIDNUNet):
+        adapted = model.adapt_state(state)
+        model.load_state_dict(adapted, strict=True)
+        changed = [k for k in adapted if adapted[k] is not state[k]]
+        return "OIDN U-Net weights" + (f", adapted ({', '.join(changed)}: new inputs at zero, outputs averaged)"
+                                       if changed else "")
     model.load_state_dict(state, strict=True)
     return "same network's weights"
 

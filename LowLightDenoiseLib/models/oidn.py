@@ -36,7 +36,7 @@ of the last skip connection, as OIDN's auxiliary images are.
 from __future__ import annotations
 
 import math
-from typing import Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import torch
 from monai.networks.blocks import Convolution
@@ -169,10 +169,12 @@ class OIDNUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         pad_h, pad_w = (-h) % 16, (-w) % 16
-        if self.transfer == "none":
+        if self.transfer == "none":  # the image channel scaled into the range the weights expect, and back
+            x = torch.cat((x[:, :1] * self.input_scale, x[:, 1:]), 1) if self.input_scale != 1.0 else x
             xp = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
             y = self.unet(xp)[..., :h, :w]
-            return y.mean(dim=1, keepdim=True) if y.shape[1] > 1 else y
+            y = y.mean(dim=1, keepdim=True) if y.shape[1] > 1 else y
+            return y / self.input_scale if self.input_scale != 1.0 else y
         image = torch.nan_to_num(x[:, :1].float() * self.input_scale, nan=0.0, posinf=HDR_MAX, neginf=0.0)
         image = image.clamp(0.0, 1.0 if self.transfer == "srgb" else HDR_MAX)
         v = torch.cat((transfer_forward(self.transfer, image), x[:, 1:].float()), 1)
@@ -184,6 +186,33 @@ class OIDNUNet(nn.Module):
         if self.transfer == "srgb":
             y = y.clamp_max(1.0)
         return y / self.input_scale
+
+
+    def adapt_state(self, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Weights of another ``oidn_unet`` of the same widths (e.g. OIDN's as converted: one image input,
+        three outputs) as this network's: missing input channels get zero weights (a noise-level channel
+        starts by changing nothing), surplus output channels are averaged (OIDN's rule for one output)."""
+        own = self.state_dict()
+        out = {}
+        for key, value in state.items():
+            target = own.get(key)
+            if target is None:
+                raise ValueError(f"The weights hold {key!r}, which this oidn_unet lacks.")
+            if value.shape != target.shape and key.startswith("dec_conv0.") and value.shape[0] > target.shape[0] == 1:
+                value = value.mean(dim=0, keepdim=True)
+            elif value.shape != target.shape and key.endswith("weight") and value.ndim == 4 and \
+                    value.shape[1] < target.shape[1] and (key.startswith("enc_conv0.") or key.startswith("dec_conv1a.")):
+                grown = torch.zeros_like(target)
+                grown[:, :value.shape[1]] = value
+                value = grown
+            if value.shape != target.shape:
+                raise ValueError(f"The weights' {key!r} has shape {tuple(value.shape)}, which does not adapt to "
+                                 f"{tuple(target.shape)}.")
+            out[key] = value
+        missing = sorted(set(own) - set(out))
+        if missing:
+            raise ValueError(f"The weights lack {missing[:3]}.")
+        return out
 
 
 def fold_colour_state(state: dict, in_channels: int = 1, out_channels: int = 1,

@@ -232,3 +232,24 @@ def test_converting_the_installed_library_gives_the_shipped_weights():
     assert set(ours) == set(shipped)
     for key in ours:
         assert torch.equal(ours[key], shipped[key]), key
+
+
+def test_fine_tuning_starts_from_the_shipped_weights_with_a_silent_noise_channel():
+    """initialise_from adapts oidn-2d (one input, three outputs) to one with a noise channel and one output:
+    before any training it gives OIDN's own result whatever the noise channel holds."""
+    from LowLightDenoiseLib.models.networks import initialise_from
+    from LowLightDenoiseLib.models.spec import load_state_dict
+
+    state = load_state_dict(SHIPPED)
+    fine = OIDNUNet(2, 2, OIDN_BASE, out_channels=1, transfer="pu")
+    assert "adapted" in initialise_from(fine, state)
+    as_is = _shipped_method().network
+    x = torch.rand(1, 1, 48, 32)
+    with torch.no_grad():
+        a = fine(torch.cat([x, torch.zeros_like(x)], 1))
+        b = fine(torch.cat([x, torch.full_like(x, 0.3)], 1))
+        torch.testing.assert_close(a, b)
+        # one output from the averaged last layer vs OIDN's mean of three clamped outputs: equal for grey input
+        assert float((a - as_is(x)).abs().max()) < 2e-3
+    with pytest.raises(ValueError, match="does not adapt"):
+        initialise_from(OIDNUNet(2, 2, OIDN_SMALL, out_channels=1), state)
