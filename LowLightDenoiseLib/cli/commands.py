@@ -347,12 +347,12 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_benchmark(argv: Sequence[str]) -> int:
-    """Hand the arguments to :mod:`.benchmark` (imported only when this subcommand runs)."""
-    from .. import benchmark
+    """Hand the arguments to :mod:`..bench` (imported only when this subcommand runs)."""
+    from .. import bench
 
     parser = Parser(prog=f"{PROG} benchmark", description="Quality, speed and memory of every method.")
-    benchmark.add_arguments(parser)
-    return int(benchmark.run(parser.parse_args(list(argv))) or 0)
+    bench.add_arguments(parser)
+    return int(bench.run(parser.parse_args(list(argv))) or 0)
 
 
 

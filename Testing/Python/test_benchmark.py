@@ -1,10 +1,15 @@
-"""The benchmark command: a quick smoke run on the real crops, its report files and tables, and its helpers."""
+"""The benchmark package: a quick smoke run on the real crops (speed in real child processes), its report
+files and tables, its helpers, its refusal of missing locations, and its independence from the repository."""
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import json
+import os
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,14 +18,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from LowLightDenoiseLib import benchmark
+from LowLightDenoiseLib import bench
+from LowLightDenoiseLib.bench import config, quality, report, scans, speed
 from LowLightDenoiseLib.errors import InputError
 from LowLightDenoiseLib.volume import Volume
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = REPO / "LowLightDenoiseLib" / "bench"
 
 
 def _args(argv):
     parser = argparse.ArgumentParser()
-    benchmark.add_arguments(parser)
+    bench.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -33,11 +42,12 @@ def quick_report(tmp_path_factory, request):
     shutil.copy(data_dir / "xray_chest_crop.png", data)
     out = tmp_path_factory.mktemp("report")
     argv = ["--data", str(data), "--quick", "--methods", "gaussian,median", "--speed-methods", "gaussian",
-            "--resolutions", "48", "--out", str(out), "--quiet"]
+            "--speed-source", str(data_dir / "ct_chest_crop.nrrd"), "--resolutions", "48", "--out", str(out),
+            "--quiet"]
     saved = sys.argv
     sys.argv = ["lowlightdenoise", "benchmark"] + argv
     try:
-        assert benchmark.run(_args(argv)) == 0
+        assert bench.run(_args(argv)) == 0
     finally:
         sys.argv = saved
     return out
@@ -117,19 +127,33 @@ def test_speed_row_measures_file_to_file_in_a_child_process(quick_report):
     rows = _rows(quick_report / "speed.csv")
     assert [(r["method"], r["device"]) for r in rows] == [("gaussian", "cpu")]
     r = rows[0]
-    assert int(r["voxels"]) == 24 * 96 * 96
+    assert not r.get("error"), r.get("error")
+    assert int(r["voxels"]) == 24 * 96 * 96 and r["mode"] == "2d"
     assert float(r["end_to_end_s"]) >= float(r["denoise_s"]) > 0
     assert float(r["peak_rss_mb"]) >= float(r["baseline_rss_mb"]) > 10
-    summary = json.loads((quick_report / "summary.json").read_text())
-    ram = summary["speed_targets"][0]["ram"]
-    assert ram["met"] == (ram["peak_mb"] <= ram["limit_mb"])
+    if sys.platform.startswith("linux"):
+        assert r["rss_source"] == "VmHWM", "the child's own high-water mark, not one inherited from the parent"
+    text = (quick_report / "report.md").read_text()
+    assert "`ct_chest_crop.nrrd` (96 x 96 x 12 x,y,z), extended to 24 slices by mirror reflection" in text
+    assert "target" not in text.lower(), "the library measures; judging against targets is the project's business"
+
+
+def test_speed_child_runs_as_its_own_process_and_reports_errors(tmp_path, ct_path):
+    """The child command line works by itself; a failing child is a row with its last error line."""
+    row = speed.run_speed_child("median", ct_path, tmp_path / "out.nrrd", "cpu", 1, 120)
+    assert not row.get("error") and row["threads"] == 1 and row["voxels"] == 12 * 96 * 96
+    from LowLightDenoiseLib import io
+
+    assert io.read_volume(tmp_path / "out.nrrd").array.shape == (12, 96, 96)
+    failed = speed.run_speed_child("median", tmp_path / "missing.nrrd", tmp_path / "o.nrrd", "cpu", 1, 120)
+    assert failed["error"].startswith("exit code 1:") and "missing.nrrd" in failed["error"]
 
 
 @given(n=st.integers(1, 20), depth=st.integers(1, 70))
 @settings(max_examples=60, deadline=None)
 def test_reflect_to_depth_mirrors_without_jumps(n, depth):
     a = np.arange(n)[:, None, None] * np.ones((1, 2, 2))
-    out = benchmark.reflect_to_depth(a, depth)
+    out = speed.reflect_to_depth(a, depth)
     assert out.shape == (depth, 2, 2)
     k = min(n, depth)
     assert np.array_equal(out[:k], a[:k])
@@ -138,7 +162,7 @@ def test_reflect_to_depth_mirrors_without_jumps(n, depth):
 
 
 def test_speed_volume_is_built_from_the_real_ct_by_reflection(ct_path, tmp_path):
-    path, how = benchmark.build_speed_volume(ct_path, (30, 64, 80), tmp_path / "v.nrrd")
+    path, how = speed.build_speed_volume(ct_path, (30, 64, 80), tmp_path / "v.nrrd")
     from LowLightDenoiseLib import io
 
     vol = io.read_volume(path)
@@ -154,30 +178,30 @@ def test_prepared_colour_photo_loads_as_a_colour_volume(tmp_path):
     np.save(tmp_path / "photo_x.npy", rgb)
     (tmp_path / "photo_x.json").write_text(json.dumps({"modality": "photo", "dims": 2, "channels": 3,
                                                         "spacing_xyz": [0.5, 0.5, 1.0]}))
-    vol = benchmark.load_scan(tmp_path / "photo_x.npy")
+    vol = scans.load_scan(tmp_path / "photo_x.npy")
     assert vol.is_color and vol.is_2d and vol.array.shape == (1, 20, 30, 3)
     assert np.array_equal(vol.array[0, ..., 1], rgb[1])
     assert vol.spacing == (0.5, 0.5, 1.0)
-    scans = benchmark._folder_scans(tmp_path)
-    assert [(s.name, s.modality) for s in scans] == [("photo_x", "photo")]
+    found = scans.folder_scans(tmp_path)
+    assert [(s.name, s.modality) for s in found] == [("photo_x", "photo")]
 
 
 def test_prepare_clean_crops_centre_and_resizes(phantom3d):
     vol = Volume(phantom3d, spacing=(1.0, 1.0, 2.0))
-    small = benchmark.prepare_clean(vol, max_slices=8, crop=32, resolution=None)
+    small = scans.prepare_clean(vol, max_slices=8, crop=32, resolution=None)
     assert small.array.shape == (8, 32, 32)
     assert np.array_equal(small.array, phantom3d[4:12, 8:40, 8:40])
-    resized = benchmark.prepare_clean(vol, max_slices=0, crop=32, resolution=24)
+    resized = scans.prepare_clean(vol, max_slices=0, crop=32, resolution=24)
     assert resized.array.shape == (16, 24, 24) and resized.spacing == (2.0, 2.0, 2.0), "whole slice, resized"
     assert abs(float(resized.array.mean()) - float(phantom3d.mean())) < 0.02
     assert vol.array is phantom3d, "input untouched"
 
 
-def test_summarise_means_per_group():
+def test_group_means_per_group():
     rows = [{"method": "a", "psnr": 30.0, "ssim": 0.5, "mse": 2.0, "mvoxels_per_s": 1.0},
             {"method": "a", "psnr": 32.0, "ssim": 0.7, "mse": 4.0, "mvoxels_per_s": None},
             {"method": "b", "psnr": 20.0, "ssim": 0.1, "mse": 9.0, "mvoxels_per_s": 3.0}]
-    out = benchmark.summarise(rows, ("method",))
+    out = report.group_means(rows, ("method",))
     assert out[0] == {"method": "a", "n": 2, "psnr": 31.0, "ssim": 0.6, "mse": 3.0, "mvoxels_per_s": 1.0}
     assert out[1]["method"] == "b" and out[1]["psnr"] == 20.0
 
@@ -189,9 +213,35 @@ def test_summarise_means_per_group():
     (["--modes", "4d"], "--modes"),
     (["--speed-shape", "10,20"], "three"),
 ])
-def test_bad_arguments_give_one_sentence(argv, message, tmp_path):
+def test_bad_arguments_give_one_sentence(argv, message, tmp_path, data_dir):
     with pytest.raises(InputError, match=message):
-        benchmark.BenchmarkConfig.from_args(_args(argv + ["--out", str(tmp_path / "r")]))
+        bench.BenchmarkConfig.from_args(_args(argv + ["--data", str(data_dir), "--no-speed", "--out",
+                                                      str(tmp_path / "r")]))
+    assert not (tmp_path / "r").exists()
+
+
+def _one_sentence(text: str) -> bool:
+    return text.endswith(".") and ". " not in text.rstrip(".") and "\n" not in text
+
+
+@pytest.mark.parametrize("argv, words", [
+    ([], "--data DIR"),
+    (["--data", "{tmp}/nowhere"], "does not exist"),
+    (["--data", "{data}"], "--speed-source FILE"),
+    (["--data", "{data}", "--speed-source", "{tmp}/no.nrrd"], "speed source"),
+    (["--data", "{data}", "--no-speed", "--training-runs", "{tmp}/runs"], "training-run folder"),
+])
+def test_missing_locations_are_refused_with_one_sentence(argv, words, tmp_path, data_dir, capsys):
+    """The benchmark has no default location: data, speed source and training runs are given or refused."""
+    from LowLightDenoiseLib import cli
+
+    argv = [a.format(tmp=tmp_path, data=data_dir) for a in argv]
+    with pytest.raises(InputError) as error:
+        bench.BenchmarkConfig.from_args(_args(argv + ["--out", str(tmp_path / "r")]))
+    assert words in str(error.value) and _one_sentence(str(error.value)), str(error.value)
+    assert cli.main(["benchmark"] + argv + ["--out", str(tmp_path / "r"), "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"lowlightdenoise: error: {error.value}"]
     assert not (tmp_path / "r").exists()
 
 
@@ -199,17 +249,17 @@ def test_unknown_method_is_refused_before_any_work(tmp_path, ct_path):
     args = _args(["--data", str(ct_path.parent), "--methods", "gaussian,no-such-method", "--out", str(tmp_path / "r"),
                   "--quiet", "--no-speed"])
     with pytest.raises(InputError, match="no-such-method"):
-        benchmark.run(args)
+        bench.run(args)
     assert not (tmp_path / "r").exists()
 
 
 def test_modality_guess_from_metadata_and_names():
-    assert benchmark.guess_modality("x", {"modality": "CR"}) == "X-ray"
-    assert benchmark.guess_modality("ct_chest_crop.nrrd") == "CT"
-    assert benchmark.guess_modality("cxr.nii.gz") == "CT"
-    assert benchmark.guess_modality("mr_brain_crop.nrrd") == "MR"
-    assert benchmark.guess_modality("fundus_crop.png") == "fundus photo"
-    assert benchmark.display_modality("xray") == "X-ray"
+    assert scans.guess_modality("x", {"modality": "CR"}) == "X-ray"
+    assert scans.guess_modality("ct_chest_crop.nrrd") == "CT"
+    assert scans.guess_modality("cxr.nii.gz") == "CT"
+    assert scans.guess_modality("mr_brain_crop.nrrd") == "MR"
+    assert scans.guess_modality("fundus_crop.png") == "fundus photo"
+    assert scans.display_modality("xray") == "X-ray"
 
 
 def test_learned_model_gets_architecture_row_speed_and_feature_maps(tmp_path, monkeypatch, ct_path):
@@ -237,8 +287,8 @@ def test_learned_model_gets_architecture_row_speed_and_feature_maps(tmp_path, mo
     shutil.copy(ct_path, data)
     out = tmp_path / "report"
     args = _args(["--data", str(data), "--quick", "--methods", "gaussian,tiny-2d", "--speed-methods", "tiny-2d",
-                  "--out", str(out), "--quiet"])
-    assert benchmark.run(args) == 0
+                  "--speed-source", str(ct_path), "--out", str(out), "--quiet"])
+    assert bench.run(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     arch = summary["architectures"]
     assert len(arch) == 1 and arch[0]["model"] == "tiny-2d" and arch[0]["architecture"] == "dncnn"
@@ -256,11 +306,119 @@ def test_every_extra_noise_type_builds_and_degrades(ct_path):
     from LowLightDenoiseLib.degrade import simulate_volume
 
     clean = io.read_volume(ct_path)
-    cfg = benchmark.BenchmarkConfig.from_args(_args(["--noise", ",".join(benchmark.EXTRA_NOISE), "--out", "unused"]))
-    degs = benchmark.degradations(cfg)
-    assert [d.kind for d in degs] == ["lowlight"] * 3 + list(benchmark.EXTRA_NOISE)
-    for d in degs:
-        noisy = simulate_volume(clean, d.build(), seed=1)
+    cfg = bench.BenchmarkConfig.from_args(_args(["--noise", ",".join(config.EXTRA_NOISE), "--out", "unused",
+                                                 "--data", str(ct_path), "--no-speed", "--seed", "5"]))
+    levels = quality.benchmark_levels(cfg)
+    assert [lv.columns["noise"] for lv in levels] == ["lowlight"] * 3 + list(config.EXTRA_NOISE)
+    assert [lv.seed for lv in levels] == [5 + 1000 * i for i in range(len(levels))], "seed + 1000 x level index"
+    for lv in levels:
+        noisy = simulate_volume(clean, lv.degradation, seed=1)
         assert noisy.array.shape == clean.array.shape and not np.array_equal(noisy.array, clean.array)
-        if d.kind == "dark":
+        if lv.columns["noise"] == "dark":
             assert noisy.array.mean() < clean.array.mean(), "the dark degradation darkens"
+
+
+def test_the_bench_package_imports_nothing_from_outside_the_library():
+    """Relative imports stay inside LowLightDenoiseLib, no repository folder is imported, and no path is
+    built above the package (``parents[...]``, ``.parent.parent``, repository folder names)."""
+    repository_roots = {p.stem for p in REPO.iterdir() if p.name != "LowLightDenoiseLib"}
+    wrong = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.level > 2:
+                wrong.append(f"{path.name}: from {'.' * node.level}{node.module or ''}")
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            wrong += [f"{path.name}: import {n}" for n in names if n and n.split(".")[0] in repository_roots]
+        for needle in (r"parents\[", r"\.parent\.parent", r"\bTesting\b", r"\btrain/", r"\bbenchmarks/", r"\bREPO\b"):
+            if re.search(needle, text):
+                wrong.append(f"{path.name}: {needle}")
+    assert len(list(PACKAGE.glob("*.py"))) >= 7 and not wrong, wrong
+
+
+_AUDIT = '''
+import os, sys
+_repo = os.environ["LLD_AUDIT_REPO"]
+_allowed = os.path.join(_repo, ".venv") + os.sep
+_fd = os.open(os.environ["LLD_AUDIT_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+_busy = []
+
+def _hook(event, args):
+    if event == "subprocess.Popen":  # (executable, args, cwd, env): a child working in the repository
+        args = (args[2],)
+    elif event not in ("open", "os.listdir", "os.scandir"):
+        return
+    if _busy or not args or args[0] is None or isinstance(args[0], int):
+        return
+    _busy.append(1)
+    try:
+        path = os.path.abspath(os.fsdecode(args[0]))
+        if (path == _repo or path.startswith(_repo + os.sep)) and not path.startswith(_allowed):
+            os.write(_fd, (event + " " + path + "\\n").encode())
+    finally:
+        _busy.pop()
+
+sys.addaudithook(_hook)
+'''
+
+
+def test_runs_from_a_wheel_layout_and_reads_nothing_of_the_repository(tmp_path, ct_path):
+    """The library copied as a wheel installs it (Resources inside the package), run from elsewhere with
+    a real speed child: every file or folder it opens outside the virtual environment is outside the repository."""
+    site = tmp_path / "site"
+    shutil.copytree(REPO / "LowLightDenoiseLib", site / "LowLightDenoiseLib",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "Resources", site / "LowLightDenoiseLib" / "Resources",
+                    ignore=shutil.ignore_patterns("Icons", "ModelCards"))
+    (site / "sitecustomize.py").write_text(_AUDIT)
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(ct_path, data)
+    log = tmp_path / "audit.log"
+    env = dict(os.environ, PYTHONPATH=str(site), LLD_AUDIT_REPO=str(REPO), LLD_AUDIT_LOG=str(log))
+    env.pop("LOWLIGHTDENOISE_RESOURCES", None)
+    done = subprocess.run([sys.executable, "-m", "LowLightDenoiseLib", "benchmark", "--data", "data", "--quick",
+                           "--methods", "gaussian", "--speed-source", "data/ct_chest_crop.nrrd", "--no-figures",
+                           "--out", "report", "--quiet"], capture_output=True, text=True, env=env, cwd=str(tmp_path),
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert log.is_file(), "the audit hook ran"
+    assert log.read_text() == "", "read from the repository:\n" + log.read_text()[:2000]
+    speed_rows = json.loads((tmp_path / "report" / "speed.json").read_text())
+    assert [r["method"] for r in speed_rows] == ["gaussian"] and not speed_rows[0].get("error")
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["machine"]["git_commit"] is None, "an installed copy has no commit"
+    assert "Command: `python -m LowLightDenoiseLib benchmark --data data --quick" in (
+        tmp_path / "report" / "report.md").read_text()
+
+
+def _speed_targets():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("speed_targets", REPO / "benchmarks" / "speed_targets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_project_targets_are_judged_beside_the_reports_not_by_the_library(quick_report, tmp_path):
+    targets = _speed_targets()
+    gb = 1024 ** 3
+    rows = [{"method": "default-2d", "device": "cpu", "volume_bytes": gb // 4, "peak_rss_mb": 2000.0,
+             "voxels_per_s": 0.6e6, "mvoxels_per_s": 0.6},
+            {"method": "nlm", "device": "cpu", "volume_bytes": gb // 4, "peak_rss_mb": 2900.0,
+             "voxels_per_s": 1e6, "mvoxels_per_s": 1.0},
+            {"method": "tv", "device": "cpu", "error": "stopped after 10 s"}]
+    verdicts = targets.judge(rows)
+    assert [(v["method"], v["ram"]["met"]) for v in verdicts] == [("default-2d", True), ("nlm", False)]
+    assert verdicts[0]["ram"]["limit_mb"] == 3 * 256 + 2048 and verdicts[0]["speed"]["met"] is True
+    assert "speed" not in verdicts[1]
+    assert targets.judge([dict(rows[0], voxels_per_s=0.4e6)])[0]["speed"]["met"] is False
+    folder = tmp_path / "r"
+    shutil.copytree(quick_report, folder)
+    assert targets.main([str(folder)]) == 0
+    text = (folder / "targets.md").read_text()
+    assert "| gaussian | cpu | peak RAM |" in text and "| default-2d | cpu | throughput | not measured" in text
+    assert "--quick" in text, "names the benchmark command it judged"
+    assert targets.main([str(tmp_path / "none")]) == 2

@@ -16,14 +16,12 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from LowLightDenoiseLib.degrade import LowLight, simulate_volume
+from LowLightDenoiseLib.degrade import LowLight
 from LowLightDenoiseLib.models.spec import finish_output, prepare_input, prepare_target
 from LowLightDenoiseLib.noise import estimate_noise
-from LowLightDenoiseLib.normalize import Normalizer
 from LowLightDenoiseLib.volume import Volume
 from train import prepare_data
 from train.dataset import PairConfig, PairDataset, Scan, draw_degradation, load_scans, make_pair, make_region
-from train.evaluate import homogeneous_shift, true_profile
 from train.losses import DenoiseLoss, LossConfig, gradient_loss
 from train.train import TrainConfig, load_checkpoint, train
 
@@ -290,27 +288,6 @@ def test_export_round_trip_through_the_registry(tiny_data, tmp_path, ct_path):
     assert all(torch.equal(shipped.network.state_dict()[k], v) for k, v in state.items())
 
 
-def test_true_profile_predicts_the_noise_variance_in_engine_units(ct_path):
-    clean = sitk.GetArrayFromImage(sitk.ReadImage(str(ct_path))).astype(np.float32)
-    level = {"brightness": 1.0, "gamma": 1.0, "peak": 50.0, "read_noise": 1.0}
-    noisy = simulate_volume(Volume(clean), LowLight(**level), seed=0).array
-    a, b = true_profile(clean, noisy, level)
-    eng = Normalizer.fit(noisy)
-    c, n = eng.forward(clean), eng.forward(noisy)
-    for lo, hi in ((0.1, 0.3), (0.6, 0.9)):
-        sel = (c > lo) & (c < hi)
-        assert np.var(n[sel] - c[sel]) == pytest.approx(float(np.mean(a * c[sel] + b)), rel=0.1)
-
-
-def test_homogeneous_shift_is_zero_for_a_perfect_output_and_large_for_an_offset(phantom3d):
-    rng = np.random.default_rng(0)
-    noisy = phantom3d + rng.normal(0, 0.05, phantom3d.shape).astype(np.float32)
-    assert homogeneous_shift(phantom3d, noisy, phantom3d)["median_shift_over_noise_std"] == 0.0
-    shifted = homogeneous_shift(phantom3d, noisy, phantom3d + 0.02)
-    assert shifted["median_shift_over_noise_std"] == pytest.approx(0.4, rel=0.05)
-    assert shifted["share_below_0.1"] == 0.0
-
-
 def test_thick_slices_average_consecutive_thin_ones_and_bad_steps_are_refused(tiny_data):
     from train.dataset import _context_region
 
@@ -492,17 +469,3 @@ def test_probe_thick_crop_averages_slices_and_refuses_too_thin_volumes(tiny_data
     np.testing.assert_allclose(crop.array, expected, rtol=1e-6)
     with pytest.raises(ValueError, match="too few"):
         thick_crop("ct", a.shape[0] + 1, data_dir=folder)
-
-
-def test_evaluation_crops_are_central_and_a_3d_comparison_keeps_the_volumes_only(tiny_data):
-    from train.evaluate import load_test_images
-
-    folder, splits = tiny_data
-    images = load_test_images("train", folder, splits, slices=4, side=16)
-    assert [i.id for i in images] == ["ct", "xray"]
-    ct = np.load(folder / "ct.npy")
-    z0, y0, x0 = (ct.shape[0] - 4) // 2, (ct.shape[1] - 16) // 2, (ct.shape[2] - 16) // 2
-    np.testing.assert_array_equal(images[0].clean.array, ct[z0:z0 + 4, y0:y0 + 16, x0:x0 + 16])
-    assert images[1].clean.array.shape == (1, 16, 16)
-    assert [i.id for i in load_test_images("train", folder, splits, slices=4, side=16, volumes_only=True)] == ["ct"]
-    assert [i.id for i in load_test_images("train", folder, splits, modalities=["xray"])] == ["xray"]
