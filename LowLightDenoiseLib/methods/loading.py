@@ -41,7 +41,9 @@ def load_model(name: str, device: str = "cpu", *, registry: Any = None, download
 
 
 def get_method(name: Any, *, device: str = "cpu", **options: Any) -> Method:
-    """The method called ``name`` (case-insensitive): a classical method or a registered model.
+    """The method called ``name`` (case-insensitive): a classical method, a registered model, or the path of
+    a ``.safetensors`` weights file that names its model (e.g. weights adapted to a scanner by
+    :func:`~.adaptation.adapt`; see :func:`~.adapted.load_weights_file`).
 
     ``options`` go to the classical method's constructor (``strength``, ``calibrate``, its parameters)
     or to :func:`load_model`. A :class:`Method` is returned as it is.
@@ -54,6 +56,10 @@ def get_method(name: Any, *, device: str = "cpu", **options: Any) -> Method:
     if not isinstance(name, str) or not name.strip():
         raise InputError(f"A method name must be a non-empty text, not {name!r}.")
     key = name.strip().lower()
+    if key.endswith(".safetensors"):
+        from .adapted import load_weights_file
+
+        return load_weights_file(name.strip(), device=device, **options)
     if key in CLASSICAL_METHODS:
         return CLASSICAL_METHODS[key](**options)
     canonical = catalogue.canonical_name(key)

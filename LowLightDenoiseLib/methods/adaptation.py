@@ -1,0 +1,383 @@
+"""Adapt a learned denoiser to the scan in front of the user, with no clean reference (self-supervised).
+
+:func:`adapt` fine-tunes a copy of a learned model's network on the noisy scan itself for a bounded
+time, with a self-supervised loss (:mod:`.selfsupervised`) in the network's own domain, and returns an
+:class:`AdaptedMethod`: a wrapper (like :class:`~.wrappers.FlipAveraging`) that the engine, the command
+line, the evaluation and batch runs use like any method, and whose table columns record the adaptation.
+
+The network sees exactly what the engine will give it: each channel normalised and its noise estimated
+on the whole channel (:func:`~..normalize.Normalizer.fit`, :func:`~..noise.estimate_noise`), the input
+built by :func:`~..models.spec.prepare_input`. Patches come from every slice of the scan, with the
+augmentations that keep pixel noise independent (in-plane flips and quarter turns; the rotations by
+small angles, zooms and intensity changes of training interpolate or reshape the noise, which every
+self-supervised loss must not see).
+
+The guard: a share of the scan's pixels (random 8 x 8 blocks of every slice) is held out. Those
+pixels are never a training target; the guard loss (:data:`AdaptSettings.guard`) is measured on them
+alone, with fixed masks and draws, before adaptation and every few steps. Training stops early when
+it stops improving, the weights with the lowest held-out loss are kept, and when that loss is not
+lower than the un-adapted model's by ``min_gain``, the un-adapted model is used and the record says so.
+
+Deterministic with a seed: the patches, masks and draws come from NumPy generators seeded by it, so a
+run limited by ``max_steps`` gives the same weights every time; a run limited by time follows the same
+sequence and stops where the machine's speed puts it.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable, List, Optional, Tuple
+
+import numpy as np
+
+from ..errors import InputError
+from ..noise import NoiseProfile, estimate_noise
+from ..normalize import Normalizer
+from ..options import RunOptions, resolve_device
+from ..progress import CancelToken, ProgressCallback, RunControl
+from ..volume import Volume, validate_values
+from .adapted import ADAPTED_SUFFIX, AdaptationRecord, AdaptedMethod
+from .learned import LearnedMethod
+from .selfsupervised import LOSSES, Domain, loss_function, sure_risk
+from .wrappers import DIHEDRAL, unwrap
+
+GUARDS = LOSSES + ("sure",)
+
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptSettings:
+    """How :func:`adapt` trains and guards; the defaults are the measured choice (docs/adaptation.md)."""
+
+    loss: str = "n2s"  #: training loss, one of :data:`~.selfsupervised.LOSSES`
+    guard: str = "sure"  #: held-out loss that decides early stopping and keeping, one of :data:`GUARDS`
+    lr: float = 1e-4  #: Adam learning rate
+    batch: int = 8  #: patches per step
+    patch: int = 64  #: in-plane patch side (smaller for small images)
+    depth: int = 8  #: patch depth of a 3D model
+    holdout: float = 0.2  #: share of 8 x 8 blocks held out for the guard
+    eval_patches: int = 32  #: held-out patches the guard measures
+    eval_every: int = 25  #: steps between guard measurements
+    patience: int = 6  #: measurements without improvement before stopping early
+    min_gain: float = 0.005  #: the held-out loss must fall by this share (of the noise variance) to keep the weights
+    max_steps: Optional[int] = None  #: stop after this many steps (with no time budget: the only limit)
+    threads: Optional[int] = None  #: torch threads while adapting (None: as they are)
+
+    def validated(self) -> "AdaptSettings":
+        """The settings, checked (one sentence per bad value)."""
+        if self.loss not in LOSSES:
+            raise InputError(f"Unknown adaptation loss {self.loss!r}; use one of {', '.join(LOSSES)}.")
+        if self.guard not in GUARDS:
+            raise InputError(f"Unknown adaptation guard {self.guard!r}; use one of {', '.join(GUARDS)}.")
+        positive = {"lr": self.lr, "batch": self.batch, "patch": self.patch, "depth": self.depth,
+                    "eval_patches": self.eval_patches, "eval_every": self.eval_every, "patience": self.patience}
+        for key, value in positive.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise InputError(f"The adaptation setting {key} must be a positive number, not {value!r}.")
+        if not 0.0 < float(self.holdout) < 1.0:
+            raise InputError(f"The held-out share must be between 0 and 1, not {self.holdout!r}.")
+        if not 0.0 <= float(self.min_gain) < 1.0:
+            raise InputError(f"The minimum gain must be in [0, 1), not {self.min_gain!r}.")
+        if self.max_steps is not None and (isinstance(self.max_steps, bool) or int(self.max_steps) < 1):
+            raise InputError(f"The number of adaptation steps must be at least 1, not {self.max_steps!r}.")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# the scan as training data
+
+
+@dataclasses.dataclass
+class _Source:
+    """One channel of the scan as the network sees it: normalised stack, noise, held-out pixels."""
+
+    stack: np.ndarray  # (n, h, w): 2D slices along the run's axis, or the volume for a 3D model
+    noise: NoiseProfile
+    heldout: np.ndarray  # bool, like stack
+
+
+def _heldout_blocks(shape: Tuple[int, ...], share: float, rng: np.random.Generator, block: int = 8) -> np.ndarray:
+    """Random ``block x block`` in-plane blocks of every slice (about ``share`` of them), at least one in and out."""
+    n, h, w = shape
+    grid = rng.random((n, -(-h // block), -(-w // block))) < share
+    if not grid.any():
+        grid.flat[int(rng.integers(grid.size))] = True
+    if grid.all():
+        grid.flat[int(rng.integers(grid.size))] = False
+    return np.repeat(np.repeat(grid, block, axis=1), block, axis=2)[:, :h, :w]
+
+
+def _sources(volume: Volume, spatial_dims: int, axis: int, share: float, rng: np.random.Generator) -> List[_Source]:
+    """Every channel normalised and its noise estimated exactly as :func:`~..pipeline.denoise_volume` does."""
+    out = []
+    for c in range(volume.channels):
+        chan = volume.array if not volume.is_color else volume.array[..., c]
+        x = Normalizer.fit(chan).forward(chan)
+        noise = estimate_noise(x)
+        stack = np.ascontiguousarray(np.moveaxis(x, axis, 0) if spatial_dims == 2 else x, dtype=np.float32)
+        out.append(_Source(stack, noise, _heldout_blocks(stack.shape, share, rng)))
+    return out
+
+
+def _multiple(spec: Any) -> Tuple[int, int]:
+    """The (through-plane, in-plane) size multiple of a model's patches."""
+    m = spec.size_multiple
+    m = tuple(m) if isinstance(m, (tuple, list)) else (m, m, m)
+    return int(m[0]), int(m[-1])
+
+
+def _patch_shape(sources: List[_Source], spec: Any, settings: AdaptSettings) -> Tuple[int, ...]:
+    """The largest square patch (a multiple of what the network and the loss need) that fits every slice."""
+    mz, mxy = _multiple(spec)
+    if settings.loss == "nb2nb":
+        mxy *= 2  # the sub-images are half the size
+    side = min(min(s.stack.shape[1:]) for s in sources)
+    p = min(int(settings.patch), side) // mxy * mxy
+    if p < mxy:
+        raise InputError(f"The image is too small to adapt {spec.name!r} to it: slices of at least {mxy} x {mxy} "
+                         f"pixels are needed, this one has {side} pixels along one side.")
+    if spec.spatial_dims == 2:
+        return (p, p)
+    depth = min(int(settings.depth), min(s.stack.shape[0] for s in sources)) // mz * mz
+    if depth < mz:
+        raise InputError(f"The volume is too thin to adapt {spec.name!r} to it: it needs at least {mz} slices.")
+    return (depth, p, p)
+
+
+def _picks(sources: List[_Source], shape: Tuple[int, ...], count: int, rng: np.random.Generator) -> List[tuple]:
+    """``count`` random patches: (source, start indices, flip/rotation), channels weighted by their size."""
+    sizes = np.array([s.stack.size for s in sources], dtype=np.float64)
+    want = (1,) + shape if len(shape) == 2 else shape
+    out = []
+    for _ in range(count):
+        i = int(rng.choice(len(sources), p=sizes / sizes.sum()))
+        start = tuple(int(rng.integers(0, d - p + 1)) for d, p in zip(sources[i].stack.shape, want))
+        out.append((i, start, int(rng.integers(0, len(DIHEDRAL)))))
+    return out
+
+
+def _orient(a: np.ndarray, turn: int) -> np.ndarray:
+    turns, mirrored = DIHEDRAL[turn]
+    a = np.rot90(a, turns, axes=(-2, -1))
+    return np.ascontiguousarray(a[..., ::-1] if mirrored else a)
+
+
+def _parameters(noise: NoiseProfile) -> List[float]:
+    """``a, b, offset, span, sigma`` of a channel: its Poisson-Gaussian model and VST frame (see :class:`Domain`)."""
+    from ..models.spec import vst_parameters
+    from ..vst import generalized_anscombe
+
+    a, b = vst_parameters(noise)
+    ends = generalized_anscombe(np.array([0.0, 1.0]), a, b)
+    return [a, b, float(ends[0]), float(ends[1] - ends[0]), float(noise.sigma)]
+
+
+@dataclasses.dataclass
+class _Batch:
+    """Patches of the scan: normalised noisy images, their domain, and the pixels that may be targets."""
+
+    y: Any  # (B, 1, *patch)
+    domain: Domain
+    weights: Any  # (B, 1, *patch): 1 where a pixel may be a target
+    variance: Any = None  # the guard's noise variance per pixel (fixed: at the un-adapted model's output)
+
+
+def _batch(sources: List[_Source], picks: List[tuple], shape: Tuple[int, ...], spec: Any, heldout: bool,
+           device: str) -> _Batch:
+    """The patches ``picks`` (training pixels as targets, or the held-out ones)."""
+    import torch
+
+    want = (1,) + shape if len(shape) == 2 else shape
+    ys, ws, ps = [], [], []
+    for i, start, turn in picks:
+        src = sources[i]
+        index = tuple(slice(s, s + p) for s, p in zip(start, want))
+        patch = _orient(src.stack[index], turn)
+        held = _orient(src.heldout[index], turn)
+        if len(shape) == 2:
+            patch, held = patch[0], held[0]
+        ys.append(patch[np.newaxis])
+        ws.append((held if heldout else ~held).astype(np.float32)[np.newaxis])
+        ps.append(_parameters(src.noise))
+    y, w = (torch.from_numpy(np.stack(a).astype(np.float32)).to(device) for a in (ys, ws))
+    params = torch.tensor(ps, dtype=torch.float32, device=device)
+    return _Batch(y, Domain(params, spec.input, len(shape)), w)
+
+
+# --------------------------------------------------------------------------------------------------
+# adaptation
+
+
+def _learned(method: Any, device: str) -> LearnedMethod:
+    """The learned model to adapt (a name, a weights file or a method, wrappers removed), or one sentence."""
+    from .loading import get_method
+
+    found = unwrap(get_method(method, device=device))
+    if not isinstance(found, LearnedMethod):
+        raise InputError(f"Only a learned model can be adapted to a scan; {found.name!r} is a {found.kind} method.")
+    if found.category != "denoise":
+        raise InputError(f"Only a denoising model can be adapted to a scan; {found.name!r} changes brightness on "
+                         "purpose (an enhancement model).")
+    return found
+
+
+def _budget(budget_seconds: Any, settings: AdaptSettings) -> Optional[float]:
+    if budget_seconds is None:
+        if settings.max_steps is None:
+            raise InputError("Give the adaptation a time budget in seconds or a number of steps.")
+        return None
+    try:
+        budget = float(budget_seconds)
+    except (TypeError, ValueError):
+        budget = float("nan")
+    if isinstance(budget_seconds, bool) or not np.isfinite(budget) or budget <= 0:
+        raise InputError(f"The adaptation budget must be a positive number of seconds, not {budget_seconds!r}.")
+    return budget
+
+
+def _heldout_loss(network: Any, batches: List[_Batch], guard: str, seed: int) -> float:
+    """The guard loss over the held-out pixels, with the same masks and draws at every call, in noise variances."""
+    import torch
+
+    rng = np.random.default_rng([seed, 2])
+    total, weight, scale = 0.0, 0.0, 0.0
+    with torch.no_grad():
+        for b in batches:
+            if guard == "sure":
+                s, n = sure_risk(network, b.y, b.domain, b.weights, rng, variance=b.variance)
+            else:
+                s, n = loss_function(guard)(network, b.y, b.domain, b.weights, rng)
+            total, weight = total + float(s), weight + float(n)
+            scale += float((b.variance * b.weights).sum())
+    if guard == "sure":  # unweighted squared error: in units of the mean noise variance of the held-out pixels
+        return total / max(scale, 1e-30)
+    return total / max(weight, 1e-12)
+
+
+def _fix_variance(network: Any, batches: List[_Batch]) -> None:
+    """The guard's noise variance at each held-out pixel: ``a x + b`` at the un-adapted model's output."""
+    import torch
+
+    with torch.no_grad():
+        for b in batches:
+            b.variance = b.domain.variance(b.domain.denoise(network, b.y))
+
+
+def _scan_name(volume: Volume) -> str:
+    path = volume.metadata.get("path")
+    shape = " x ".join(str(s) for s in volume.array.shape)
+    return f"{Path(str(path)).name}, {shape}" if path else f"an image of {shape}"
+
+
+def adapt(volume: Volume, method: Any = "default-2d", budget_seconds: Optional[float] = 60.0,
+          options: Optional[RunOptions] = None, *, settings: Optional[AdaptSettings] = None,
+          progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
+          monitor: Optional[Callable[[int, float, Any], None]] = None) -> AdaptedMethod:
+    """Fine-tune ``method`` (a learned denoiser: name, weights file or method) on ``volume`` for ``budget_seconds``.
+
+    ``options`` are the run options the result will be used with (its ``axis`` for a 2D model, ``device``,
+    ``seed``). Returns an :class:`AdaptedMethod` for :func:`~..pipeline.denoise_volume`; its ``record``
+    says what happened and whether the adapted weights are used (see the module docstring for the guard).
+    ``monitor(step, heldout_loss, network)`` is called after every held-out measurement (measurements only:
+    its time counts against the budget).
+    """
+    import torch
+
+    if not isinstance(volume, Volume):
+        raise InputError(f"adapt needs a Volume (see io.read_volume or Volume(array)), not {type(volume).__name__}.")
+    settings = (settings if settings is not None else AdaptSettings()).validated()
+    budget = _budget(budget_seconds, settings)
+    if options is not None and not isinstance(options, RunOptions):
+        raise InputError(f"options must be a RunOptions, not {type(options).__name__}.")
+    opts = (options or RunOptions()).validated(resolve=False)
+    control = RunControl(progress, cancel)
+    control.step(0.0, "adapt: loading the model")
+    learned = _learned(method, opts.device)
+    device = resolve_device(opts.device)
+    validate_values(volume.array)
+    spec = learned.spec
+    if spec.spatial_dims == 2 and opts.mode == "3d":
+        raise InputError(f"Model {spec.name!r} is a 2D model; it adapts and runs slice by slice (--mode 2d or auto).")
+    if spec.spatial_dims == 3 and (volume.is_2d or opts.mode == "2d"):
+        raise InputError(f"Model {spec.name!r} is a 3D model; it adapts to a volume, not to 2D slices.")
+
+    t0 = time.perf_counter()
+    sources = _sources(volume, spec.spatial_dims, 0 if volume.is_2d else opts.axis, settings.holdout,
+                       np.random.default_rng([opts.seed, 0]))
+    shape = _patch_shape(sources, spec, settings)
+    picks = _picks(sources, shape, settings.eval_patches, np.random.default_rng([opts.seed, 1]))
+    held = [_batch(sources, picks[i:i + settings.batch], shape, spec, True, device)
+            for i in range(0, len(picks), settings.batch)]
+    threads = torch.get_num_threads()
+    if settings.threads:
+        torch.set_num_threads(int(settings.threads))
+    try:
+        network = copy.deepcopy(learned.network).to(device).eval()  # eval: no normalisation statistics change
+        for p in network.parameters():
+            p.requires_grad_(True)
+        t_eval = time.perf_counter()
+        _fix_variance(network, held)
+        before = _heldout_loss(network, held, settings.guard, opts.seed)
+        eval_seconds = time.perf_counter() - t_eval
+        best, best_step, best_state, stopped = before, 0, None, "budget"
+        optimiser = torch.optim.Adam(network.parameters(), lr=float(settings.lr))
+        train_rng = np.random.default_rng([opts.seed, 3])
+        loss_fn = loss_function(settings.loss)
+        step, bad = 0, 0
+        while True:
+            elapsed = time.perf_counter() - t0
+            if budget is not None and elapsed + eval_seconds >= budget:
+                break
+            if settings.max_steps is not None and step >= settings.max_steps:
+                stopped = "steps"
+                break
+            if bad >= settings.patience:
+                stopped = "early stop"
+                break
+            fractions = [elapsed / budget if budget else 0.0, step / settings.max_steps if settings.max_steps else 0.0]
+            control.step(max(fractions), f"adapting {spec.name}: step {step}, held-out loss {best:.4f} "
+                                         f"(before {before:.4f})")
+            b = _batch(sources, _picks(sources, shape, settings.batch, train_rng), shape, spec, False, device)
+            total, weight = loss_fn(network, b.y, b.domain, b.weights, train_rng)
+            if float(weight) > 0:
+                optimiser.zero_grad(set_to_none=True)
+                (total / weight).backward()
+                torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+                optimiser.step()
+            step += 1
+            last = step % settings.eval_every == 0
+            if last:
+                current = _heldout_loss(network, held, settings.guard, opts.seed)
+                if monitor is not None:
+                    monitor(step, current, network)
+                if current < best:
+                    best, best_step, bad = current, step, 0
+                    best_state = {k: t.detach().to("cpu", copy=True) for k, t in network.state_dict().items()}
+                else:
+                    bad += 1
+        if step and step % settings.eval_every:
+            current = _heldout_loss(network, held, settings.guard, opts.seed)
+            if monitor is not None:
+                monitor(step, current, network)
+            if current < best:
+                best, best_step = current, step
+                best_state = {k: t.detach().to("cpu", copy=True) for k, t in network.state_dict().items()}
+    finally:
+        torch.set_num_threads(threads)
+    kept = best_state is not None and best <= before - float(settings.min_gain)
+    record = AdaptationRecord(
+        model=spec.name, version=spec.version, loss=settings.loss, guard=settings.guard, budget_seconds=budget,
+        seconds=round(time.perf_counter() - t0, 2), steps=step, best_step=best_step if kept else 0,
+        heldout_before=float(before), heldout_after=float(best), kept=bool(kept), stopped=stopped,
+        seed=int(opts.seed), scan=_scan_name(volume), settings=dataclasses.asdict(settings))
+    inner = learned
+    if kept:
+        network = spec.build_network()
+        network.load_state_dict(best_state)
+        adapted = dataclasses.replace(spec, name=spec.name + ADAPTED_SUFFIX,
+                                      title=f"{spec.name} {spec.version} adapted to {record.scan}")
+        inner = LearnedMethod(adapted, network, device=learned.device, settings=learned.settings)
+    control.step(1.0, record.sentence())
+    return AdaptedMethod(inner, record)

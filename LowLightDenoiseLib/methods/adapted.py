@@ -1,0 +1,192 @@
+"""An adapted model as a method, and on disk: safetensors with the model spec and the adaptation record as
+metadata, a Markdown card beside.
+
+:class:`AdaptedMethod` is what :func:`~.adaptation.adapt` returns; :func:`save_adapted` writes it and
+:func:`load_weights_file` reads any weights file that names its model (adapted weights, or an exported
+model), so ``get_method("scanner-a.safetensors")`` gives the adapted method to the command line, the
+Slicer module and batch runs over a folder of scans from that scanner.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import numpy as np
+
+from ..errors import InputError, ModelNotAvailableError
+from ..options import resolve_device
+from .base import Method, MethodContext
+from .learned import LearnedMethod
+from .wrappers import MethodWrapper, unwrap
+
+LOSS_TITLES = {"n2s": "Noise2Self blind-spot masking", "nb2nb": "Neighbor2Neighbor",
+               "r2r": "Recorrupted-to-Recorrupted", "sure": "Monte-Carlo SURE of the full output"}
+#: suffix of an adapted model's name in tables and file names
+ADAPTED_SUFFIX = "-adapted"
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptationRecord:
+    """What an adaptation did: written into the results table, the weights file and its card."""
+
+    model: str
+    version: str
+    loss: str
+    guard: str
+    budget_seconds: Optional[float]
+    seconds: float
+    steps: int
+    best_step: int
+    heldout_before: float
+    heldout_after: float
+    kept: bool
+    stopped: str  #: "budget", "steps" or "early stop"
+    seed: int
+    scan: str
+    settings: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def columns(self) -> Dict[str, Any]:
+        return {"adapt_budget_s": self.budget_seconds, "adapt_steps": self.steps, "adapt_best_step": self.best_step,
+                "adapt_loss_before": round(self.heldout_before, 5), "adapt_loss_after": round(self.heldout_after, 5),
+                "adapt_kept": self.kept}
+
+    def sentence(self) -> str:
+        """One sentence for the user: what was done and whether the adapted weights are used."""
+        head = (f"Adapted {self.model} to this scan for {self.seconds:.0f} s ({self.steps} steps, "
+                f"{LOSS_TITLES[self.loss]}, stopped by {self.stopped}): held-out {self.guard} loss "
+                f"{self.heldout_before:.4f} -> {self.heldout_after:.4f}")
+        if self.kept:
+            return f"{head}, so the adapted weights (step {self.best_step}) are used."
+        return (f"{head}, not lower by {self.settings.get('min_gain', 0):g} noise variances, so the un-adapted "
+                "model is used.")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "AdaptationRecord":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class AdaptedMethod(MethodWrapper):
+    """A learned model adapted to one scan (or the un-adapted model when the guard refused the result)."""
+
+    def __init__(self, inner: LearnedMethod, record: AdaptationRecord,
+                 weights_path: Optional[Union[str, Path]] = None) -> None:
+        super().__init__(inner)
+        self.record = record
+        self.weights_path = Path(weights_path) if weights_path is not None else None
+
+    @property
+    def kept(self) -> bool:
+        return bool(self.record.kept)
+
+    def apply(self, block: np.ndarray, context: MethodContext) -> np.ndarray:
+        return self.inner.apply(block, context)
+
+    def describe(self) -> dict:
+        return dict(self.inner.describe(), adaptation=self.record.to_dict())
+
+    def columns(self) -> dict:
+        row = dict(self.inner.columns(), **self.record.columns())
+        if self.weights_path is not None:
+            row["adapt_weights"] = str(self.weights_path)
+        return row
+
+    def save(self, path: Union[str, Path], card: bool = True) -> Path:
+        """Write the weights (safetensors, spec and record as metadata) and, with ``card``, a card beside them."""
+        return save_adapted(self, path, card=card)
+
+
+
+# --------------------------------------------------------------------------------------------------
+# weights files
+
+
+def save_adapted(method: AdaptedMethod, path: Union[str, Path], card: bool = True) -> Path:
+    """Write ``method``'s weights as safetensors (model spec and adaptation record as metadata), atomically,
+    and with ``card`` a Markdown card beside them (same name, ``.md``). Returns the weights path.
+
+    When the guard refused the adaptation the file holds the un-adapted weights, and says so.
+    """
+    import os
+
+    from safetensors.torch import save_file
+
+    from ..tables import write_text_atomic
+
+    if not isinstance(method, AdaptedMethod):
+        raise InputError(f"Only an adapted model can be saved this way, not {type(method).__name__}.")
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        raise InputError(f"Adapted weights are written as safetensors: name the file *.safetensors, not {path.name}.")
+    if not path.parent.is_dir():
+        raise InputError(f"The folder {path.parent} of {path} does not exist.")
+    learned = unwrap(method)
+    state = {k: t.detach().cpu().contiguous().clone() for k, t in learned.network.state_dict().items()}
+    metadata = {"spec": json.dumps(learned.spec.to_dict()), "adaptation": json.dumps(method.record.to_dict())}
+    part = path.with_name(path.name + ".part")
+    try:
+        save_file(state, str(part), metadata=metadata)
+        os.replace(part, path)
+    finally:
+        if part.exists():
+            part.unlink()
+    if card:
+        write_text_atomic(path.with_suffix(".md"), adaptation_card(method.record, path.name))
+    return path
+
+
+def adaptation_card(record: AdaptationRecord, file_name: str) -> str:
+    """The Markdown card of an adapted weights file: what scan, loss and budget produced it."""
+    budget = f"{record.budget_seconds:g} s" if record.budget_seconds is not None else "none (steps only)"
+    kept = ("yes: this file holds the adapted weights" if record.kept else
+            "no: adaptation did not lower the held-out loss enough, so this file holds the un-adapted weights")
+    rows = [("base model", f"{record.model} {record.version}"), ("scan", record.scan),
+            ("loss", f"{LOSS_TITLES[record.loss]} (`{record.loss}`), in the network's own input domain"),
+            ("budget", f"{budget}; {record.seconds:g} s used, {record.steps} steps, stopped by {record.stopped}"),
+            (f"held-out guard loss ({LOSS_TITLES[record.guard]})",
+             f"{record.heldout_before:.5f} before, {record.heldout_after:.5f} after (best step {record.best_step})"),
+            ("kept", kept), ("seed", str(record.seed)), ("settings", f"`{json.dumps(record.settings)}`")]
+    lines = [f"# Adapted weights: {file_name}", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    lines += ["", "Made by `lowlightdenoise adapt` (or `denoise --adapt`) from the scan above, without a clean "
+              "reference (docs/adaptation.md). Meant for scans from the same scanner and protocol:",
+              "", "```", f"lowlightdenoise denoise IN OUT --method {file_name}", "```", ""]
+    return "\n".join(lines)
+
+
+def load_weights_file(path: Union[str, Path], device: str = "cpu", **settings: Any) -> Method:
+    """The method in a weights file that names its model (spec metadata): an :class:`AdaptedMethod` for
+    adapted weights, else a :class:`LearnedMethod`. ``settings`` are inference settings (``tile``...)."""
+    from safetensors import safe_open
+
+    from ..models.inference import InferenceSettings
+    from ..models.spec import ModelSpec
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotAvailableError(f"The weights file {path} does not exist.")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as error:  # noqa: BLE001 - any parse failure means an unusable file
+        raise ModelNotAvailableError(f"The weights file {path} cannot be read ({type(error).__name__}); it is "
+                                     "damaged or not a safetensors file.") from error
+    if "spec" not in metadata:
+        raise ModelNotAvailableError(f"The weights file {path} does not say which model it holds (no spec in its "
+                                     "metadata); only files written by 'lowlightdenoise adapt' or train/export.py "
+                                     "can be loaded by path.")
+    try:
+        spec = ModelSpec.from_dict(json.loads(metadata["spec"]))
+        inference = InferenceSettings(**settings)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"The weights file {path} cannot be used: {error}") from error
+    learned = LearnedMethod.from_weights(spec, path, device=resolve_device(device), settings=inference)
+    if "adaptation" not in metadata:
+        return learned
+    record = AdaptationRecord.from_dict(json.loads(metadata["adaptation"]))
+    return AdaptedMethod(learned, record, weights_path=path)

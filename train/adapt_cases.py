@@ -1,0 +1,102 @@
+"""Cases for measuring adaptation to one scan: clean central crops of real scans, degraded with a fixed seed.
+
+A case is a scan of ``train/data`` (its split recorded), a crop and a degradation: low light at the
+training levels (in distribution) or outside them (out of distribution: fewer photons, stronger read
+noise, stronger speckle than the model was trained on). Used by ``train/adapt_loss_choice.py`` (the
+loss, chosen on the validation split) and ``train/adapt_report.py`` (the report, on the test split and
+out-of-distribution cases).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from LowLightDenoiseLib.degrade import Degradation, LowLight, Speckle, simulate_volume
+from LowLightDenoiseLib.normalize import Normalizer
+from LowLightDenoiseLib.volume import Volume
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+SPLITS = Path(__file__).resolve().parent / "splits.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    scan: str  # id in train/data
+    degradation: Degradation
+    kind: str  # "in distribution" or "out of distribution"
+    why: str  # what is unlike training (out of distribution) or which training level it is
+    slices: int = 32
+    side: int = 256
+    seed: int = 0
+
+    def split(self) -> str:
+        splits = json.loads(SPLITS.read_text())
+        return next((s for s in ("train", "val", "test") if self.scan in splits[s]), "none")
+
+
+def clean_crop(scan: str, slices: int, side: int, data_dir: Path = DATA_DIR) -> Volume:
+    """The central ``slices x side x side`` crop of a scan (first colour channel), in physical units."""
+    meta = json.loads((data_dir / f"{scan}.json").read_text())
+    a = np.load(data_dir / f"{scan}.npy", mmap_mode="r")
+    if meta.get("channels", 1) > 1:
+        a = a[:1]
+    z0 = max(0, (a.shape[0] - slices) // 2)
+    y0, x0 = max(0, (a.shape[1] - side) // 2), max(0, (a.shape[2] - side) // 2)
+    crop = np.array(a[z0:z0 + slices, y0:y0 + side, x0:x0 + side], dtype=np.float32)
+    return Volume(crop, spacing=tuple(meta["spacing_xyz"]), metadata={"path": f"{scan}.npy"})
+
+
+def load_case(case: Case, data_dir: Path = DATA_DIR) -> Tuple[Volume, Volume]:
+    """(clean crop, degraded crop) of a case."""
+    clean = clean_crop(case.scan, case.slices, case.side, data_dir)
+    noisy = simulate_volume(clean, case.degradation, seed=case.seed)
+    noisy.metadata["path"] = f"{case.name}.npy"
+    return clean, noisy
+
+
+def true_vst_parameters(clean: Volume, noisy: Volume, degradation: Degradation) -> Optional[Tuple[float, float]]:
+    """True Poisson-Gaussian ``(a, b)`` of a low-light case in the engine's normalised units (BM3D's oracle)."""
+    if not isinstance(degradation, LowLight):
+        return None
+    rng_norm = Normalizer.fit(clean.array, "range")
+    eng = Normalizer.fit(noisy.array)
+    k = rng_norm.scale / eng.scale
+    c = (rng_norm.low - eng.low) / eng.scale
+    a = 1.0 / degradation.peak
+    b = (degradation.read_noise / degradation.peak) ** 2
+    return k * a, max(k * k * b - k * a * c, 0.0)
+
+
+def scores(output: Volume, clean: Volume) -> Dict[str, float]:
+    """PSNR and 2D SSIM in physical units over the clean crop's range (as train/evaluate.py)."""
+    from LowLightDenoiseLib.metrics import psnr, ssim
+
+    ref = clean.array
+    rng = float(ref.max() - ref.min())
+    return {"psnr": psnr(output.array, ref, rng), "ssim": ssim(output.array, ref, rng, spatial_dims=2)}
+
+
+def describe(case: Case) -> Dict[str, Any]:
+    return {"case": case.name, "scan": case.scan, "split": case.split(), "kind": case.kind,
+            "degradation": case.degradation.describe(), "why": case.why,
+            "crop": f"{case.slices} x {case.side} x {case.side}"}
+
+
+#: validation cases: the loss is chosen on these (never on the test split)
+VALIDATION_CASES = (
+    Case("val-ct-peak30", "ct_lung1_volume", LowLight(peak=30, read_noise=1), "in distribution",
+         "peak 30, read noise 1 (a test level)", slices=16),
+    Case("val-ct-peak2", "ct_lung1_volume", LowLight(peak=2, read_noise=0), "out of distribution",
+         "2 photons at full scale (training: 10-1000)", slices=16),
+    Case("val-ct-read15", "ct_lung1_volume", LowLight(peak=100, read_noise=15), "out of distribution",
+         "read noise 15 photons (training: 0-3)", slices=16),
+    Case("val-ct-speckle", "ct_lung1_volume", Speckle(sigma=0.8), "out of distribution",
+         "speckle 0.8 (training: 0.05-0.5, 2D only)", slices=16),
+    Case("val-histology-peak3", "microscopy_histology", LowLight(peak=3, read_noise=0.5), "out of distribution",
+         "a histology image at 3 photons (training: 10-1000)", slices=1),
+)
