@@ -1,17 +1,22 @@
-"""Denoise every volume of a folder with LowLightDenoise and write ONE metrics CSV.
+"""Denoise every volume of a folder with LowLightDenoise: the batch path of ``lowlightdenoise batch``.
 
-Works the same in plain Python with the ``slicer-core`` wheel and in headless Slicer::
+Works the same in plain Python and in headless Slicer (the extension's library, with Dask installed
+into Slicer's Python: ``slicer.util.pip_install("dask[distributed]")``)::
 
     python examples/batch_denoise_folder.py IN_DIR OUT_DIR --method nlm
     Slicer --no-main-window --python-script examples/batch_denoise_folder.py IN_DIR OUT_DIR --method nlm
 
-Each ``IN_DIR/<name>.nrrd`` (also .nhdr, .nii, .nii.gz, .mha, .mhd) becomes
-``OUT_DIR/<name>_<method>.nrrd`` with the same geometry, and ``OUT_DIR/metrics.csv`` gets one row per
-volume (with ``--reference-dir``, PSNR/SSIM/MSE against the file of the same name there, plus a row
-for the unprocessed input): the rows of ``LowLightDenoiseLib.mrml``'s metrics table, written by
-``LowLightDenoiseLib.tables``. Files are written to a temporary name and renamed, so an interrupted
-run leaves no half-written output. A volume that fails is reported on stderr and skipped; the exit
-code is 0 when every volume was processed, 1 when some failed, 2 for bad arguments.
+Each image file of ``IN_DIR`` (and each DICOM series folder in it) becomes ``OUT_DIR/<name>.<ext>``
+with the same geometry, beside a JSON sidecar, and ``OUT_DIR/results.csv`` gets one row per volume
+(with ``--reference-dir``: PSNR/SSIM/MSE against the file of the same name there). This is
+``LowLightDenoiseLib.batch.run_cohort``, the code of ``lowlightdenoise batch IN_DIR OUT_DIR``: the
+volumes run as Dask tasks (a local cluster of worker processes by default, ``--scheduler`` for
+another), outputs are written atomically, a rerun skips the volumes already done, and a volume that
+fails is recorded with its sentence while the others go on. Exit code: 0 when every volume was
+processed, 1 when some failed, 2 for bad arguments, 130 when interrupted.
+
+Inside the Slicer application, the worker processes run Slicer's own Python (``PythonSlicer``)
+with the extension's library on their path (``sys.executable`` is the Slicer application there).
 """
 import argparse
 import os
@@ -19,16 +24,12 @@ import sys
 from pathlib import Path
 
 try:
-    import slicer
     import LowLightDenoiseLib
 except ImportError:  # a source checkout run without installing the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import slicer
     import LowLightDenoiseLib
-from LowLightDenoiseLib import mrml, options, tables
+from LowLightDenoiseLib import batch, options
 from LowLightDenoiseLib.errors import LowLightDenoiseError
-
-EXTENSIONS = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 
 
 def parse_args(argv):
@@ -45,105 +46,48 @@ def parse_args(argv):
     parser.add_argument("--flips", type=int, default=1, choices=options.FLIP_COUNTS,
                         help="test-time averaging over this many flips/rotations (any method; N times the time)")
     parser.add_argument("--reference-dir", type=Path, default=None, help="clean volumes with the same file names")
+    parser.add_argument("--scheduler", default="local", help="local (default), processes or tcp://HOST:PORT")
+    parser.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
+    parser.add_argument("--force", action="store_true", help="redo the volumes already done")
     return parser.parse_args(argv)
 
 
-def volume_files(folder):
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(EXTENSIONS))
+def use_slicer_python():
+    """Inside the Slicer application: worker processes start PythonSlicer with this library on their path."""
+    slicer = sys.modules.get("slicer")
+    app = getattr(slicer, "app", None) if slicer is not None else None
+    if app is None:
+        return
+    import multiprocessing
 
+    from LowLightDenoiseLib.jobs import find_python, job_environment
 
-def stem(path):
-    name = path.name
-    for ext in sorted(EXTENSIONS, key=len, reverse=True):
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
-    return path.stem
-
-
-def read_volume(scene, path):
-    """Load a volume file into a new scalar (or RGB vector) volume node through MRML's own reader."""
-    import slicer
-
-    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
-    storage.SetFileName(str(path))
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", stem(path))
-    if not storage.ReadData(node):
-        scene.RemoveNode(node)
-        node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", stem(path))
-        if not storage.ReadData(node):
-            scene.RemoveNode(node)
-            raise OSError(f"cannot read {path.name} as a volume")
-    return node
-
-
-def write_volume(node, path):
-    """Write ``node`` to ``path`` atomically (temporary file in the same folder, then rename)."""
-    import slicer
-
-    tmp = path.with_name(f".{path.stem}.part{path.suffix}")
-    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
-    storage.SetFileName(str(tmp))
-    storage.SetUseCompression(True)
-    if not storage.WriteData(node):
-        if tmp.exists():
-            tmp.unlink()
-        raise OSError(f"cannot write {path}")
-    os.replace(tmp, path)
+    multiprocessing.set_executable(find_python(app.slicerHome))
+    os.environ.update(job_environment())
 
 
 def main(argv):
     args = parse_args(argv)
-    try:  # checked once here, not once per file
+    try:  # every choice is checked before any worker starts
         run = options.RunOptions(mode=args.mode, axis=args.axis, device=args.device, strength=args.strength,
                                  flips=args.flips).validated(resolve=False)
+        scans = batch.folder_scans(args.input_dir, method=args.method, options=run, reference_dir=args.reference_dir,
+                                   exclude=[args.output_dir])
+        cluster = batch.ClusterSettings(scheduler=args.scheduler, workers=args.workers).checked()
+        use_slicer_python()
+        done = batch.run_cohort(scans, args.output_dir, cluster=cluster, force=args.force,
+                                log=lambda message: print(message, file=sys.stderr))
     except LowLightDenoiseError as error:
         print(error, file=sys.stderr)
         return 2
-    if not args.input_dir.is_dir():
-        print(f"Input folder {args.input_dir} does not exist.", file=sys.stderr)
-        return 2
-    files = volume_files(args.input_dir)
-    if not files:
-        print(f"No volume files ({', '.join(EXTENSIONS)}) in {args.input_dir}.", file=sys.stderr)
-        return 2
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    scene = getattr(slicer, "mrmlScene", None)  # the application's scene inside Slicer
-    if scene is None:
-        scene = slicer.vtkMRMLScene()
-
-    rows, failures = [], 0
-    for i, path in enumerate(files):
-        added = []
-        try:
-            node = read_volume(scene, path)
-            added.append(node)
-            reference = None
-            if args.reference_dir is not None:
-                reference = read_volume(scene, args.reference_dir / path.name)
-                added.append(reference)
-
-            def progress(fraction, message, _name=path.name, _i=i):
-                if sys.stdout.isatty():
-                    print(f"\r[{_i + 1}/{len(files)}] {_name}: {100 * fraction:5.1f}% {message[:50]:<50}", end="")
-
-            # mrml.denoise_node in its three steps, to keep the rows as computed (a table node stores floats)
-            job = mrml.prepare_denoise(node, mrml.DenoiseSettings(args.method, run), reference)
-            comparison = mrml.run_job(job, progress)
-            outputs, table = mrml.publish_denoise(scene, job, comparison)
-            added += outputs + [table]
-            write_volume(outputs[0], args.output_dir / f"{stem(path)}_{args.method}.nrrd")
-            rows += [dict({"file": path.name}, **row) for row in comparison.rows]
-            print(f"\r[{i + 1}/{len(files)}] {path.name}: done{' ' * 60}")
-        except (LowLightDenoiseError, OSError) as error:
-            failures += 1
-            print(f"\n{path.name}: {error}", file=sys.stderr)
-        finally:
-            for n in added:
-                scene.RemoveNode(n)
-    if rows:
-        tables.write_table(args.output_dir / "metrics.csv", rows)
-        print(f"Wrote {len(files) - failures} volume(s) and {args.output_dir / 'metrics.csv'}")
-    return 1 if failures else 0
+    except KeyboardInterrupt:
+        return 130
+    for row in done.failed:
+        print(f"{row['scan']}: {row['error']}", file=sys.stderr)
+    print(f"Wrote {done.count('done')} volume(s) ({done.count('skipped')} already done, {len(done.failed)} failed) "
+          f"and {done.tables[0]}")
+    return 1 if done.failed else 0
 
 
-sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":  # worker processes import this file again: only the main process runs it
+    sys.exit(main(sys.argv[1:]))

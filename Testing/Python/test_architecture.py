@@ -26,7 +26,7 @@ LAYERS = [
     {"pipeline"},  # the engine
     {"evaluation"},  # methods over volumes -> rows
     {"jobs"},  # a job in a child process: description, protocol, launcher (no MRML)
-    {"mrml", "bench", "cli", "__main__"},  # front ends
+    {"mrml", "bench", "cli", "batch", "__main__"},  # front ends
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 MAX_LINES = 500

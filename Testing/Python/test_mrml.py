@@ -1,10 +1,8 @@
 """The MRML logic (LowLightDenoiseLib.mrml) against real MRML nodes from the slicer-core wheel."""
 from __future__ import annotations
 
-import csv
 import itertools
 import math
-import shutil
 import subprocess
 import sys
 import re
@@ -447,48 +445,6 @@ def test_protected_pins_name_the_installed_versions():
     assert pins["numpy"] == metadata.version("numpy")
     assert pins["SimpleITK"] == metadata.version("SimpleITK")
     assert set(pins) <= set(mrml.PROTECTED_DISTRIBUTIONS)
-
-
-# ------------------------------------------------------------------------------------------- batch example
-
-
-def test_batch_example_denoises_a_folder_into_volumes_and_one_csv(tmp_path, ct_path):
-    import SimpleITK as sitk
-
-    inputs, refs, out = tmp_path / "in dir", tmp_path / "ref", tmp_path / "out"
-    inputs.mkdir()
-    refs.mkdir()
-    shutil.copy(ct_path, refs / "ct.nrrd")
-    image = sitk.ReadImage(str(ct_path))
-    noisy = sitk.GetArrayFromImage(image).astype(np.float32)
-    noisy += np.random.default_rng(0).normal(0, 60, noisy.shape).astype(np.float32)
-    noisy_image = sitk.GetImageFromArray(noisy)
-    noisy_image.CopyInformation(image)
-    sitk.WriteImage(noisy_image, str(inputs / "ct.nrrd"))
-    shutil.copy(inputs / "ct.nrrd", inputs / "second.nrrd")
-    (inputs / "notes.txt").write_text("not a volume")
-
-    done = subprocess.run([sys.executable, str(REPO / "examples" / "batch_denoise_folder.py"), str(inputs), str(out),
-                           "--method", "gaussian", "--mode", "2d", "--device", "cpu", "--flips", "2",
-                           "--reference-dir", str(refs)],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    # second.nrrd has no reference of its name: reported and skipped, exit code 1, the rest written
-    assert done.returncode == 1, done.stderr
-    assert "second.nrrd" in done.stderr
-    result = sitk.ReadImage(str(out / "ct_gaussian.nrrd"))
-    assert voxel_corners(result) == voxel_corners(image)  # the same physical grid (slice order may differ)
-    with open(out / "metrics.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert [(r["file"], r["method"]) for r in rows] == [("ct.nrrd", INPUT_LABEL), ("ct.nrrd", "gaussian")]
-    assert float(rows[1]["psnr"]) > float(rows[0]["psnr"])
-    assert (rows[1]["axis"], rows[1]["flips"], rows[0]["flips"]) == ("0", "2", "")  # the rows as computed
-    assert not list(out.glob(".*"))  # no temporary file left
-
-
-def test_batch_example_rejects_an_empty_folder(tmp_path):
-    done = subprocess.run([sys.executable, str(REPO / "examples" / "batch_denoise_folder.py"), str(tmp_path),
-                           str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "No volume files" in done.stderr
 
 
 def test_the_slicer_self_test_passes_here_on_real_mrml(scene):
