@@ -20,8 +20,9 @@ import numpy as np
 from .errors import InputError
 
 DEFAULT_PERCENTILES: Tuple[float, float] = (0.5, 99.5)
-#: pixel types whose values are display levels (photographs, radiograph files): black to white
-DISPLAY_TYPES = ("uint8", "uint16")
+#: pixel types whose values are display levels, black to white: 8-bit photographs. A 16-bit file (a radiograph,
+#: a microscope image) uses its detector's range, not the type's 0-65535, so it keeps its own units.
+DISPLAY_TYPES = ("uint8",)
 
 
 def display_range(dtype: Optional[str]) -> Optional[Tuple[float, float]]:

@@ -6,8 +6,7 @@ Data flow, one way::
       -> 2D: slices along ``axis`` in batches | 3D: the whole volume -> Method.apply
       -> Normalizer.inverse -> new Volume (same geometry, physical units)
 
-An enhancement method (category ``enhance``) on a photograph or radiograph file (``uint8``/``uint16``)
-returns black..white of that type instead, clipped, so it can brighten what was dark; its channels share
+An enhancement method (category ``enhance``) on an 8-bit photograph (``uint8``) returns 0..255 instead, clipped, so it can brighten what was dark; its channels share
 one normalisation then, so a colour photograph keeps its colour balance.
 
 How the method runs (mode, axis, device, strength, seed, test-time flips) is one
@@ -137,7 +136,7 @@ def denoise_volume(
     _check_size(tuple(s for i, s in enumerate(spatial) if i != axis) if mode == "2d" else spatial, method, mode)
 
     t0 = time.perf_counter()
-    # an enhancer may brighten: its [0, 1] output spans black to white of a photograph's pixel type
+    # an enhancer may brighten: its [0, 1] output spans black to white of an 8-bit photograph
     display = display_range(volume.source_dtype) if method.category == "enhance" else None
     warnings: List[str] = []
     channels = volume.channels
@@ -170,7 +169,7 @@ def denoise_volume(
 
 
 def _back_to_units(y: np.ndarray, norm: Normalizer, display: Optional[tuple]) -> np.ndarray:
-    """Normalised output -> the input's units; an enhancer's output on a display type -> black..white, clipped."""
+    """Normalised output -> the input's units; an enhancer's output on an 8-bit photo -> 0..255, clipped."""
     if display is None:
         return norm.inverse(y)
     black, white = display

@@ -116,7 +116,7 @@ class PairConfig:
 
 
 @dataclasses.dataclass
-class Scan:
+class PreparedScan:
     """A converted scan from ``train/data`` (memory-mapped float32 ``(z, y, x)``)."""
 
     id: str
@@ -128,7 +128,7 @@ class Scan:
     slice_spacing: float = 1.0  # mm between slices (z)
 
     @classmethod
-    def load(cls, scan_id: str, data_dir: Path = DATA_DIR) -> "Scan":
+    def load(cls, scan_id: str, data_dir: Path = DATA_DIR) -> "PreparedScan":
         meta = json.loads((data_dir / f"{scan_id}.json").read_text())
         array = np.load(data_dir / f"{scan_id}.npy", mmap_mode="r")
         return cls(scan_id, meta["modality"], int(meta["dims"]), array, float(meta["min"]), float(meta["max"]),
@@ -144,9 +144,9 @@ def split_ids(split: str, splits_file: Path = SPLITS) -> List[str]:
 
 
 def load_scans(split: str, config: PairConfig, data_dir: Path = DATA_DIR,
-               splits_file: Path = SPLITS) -> List[Scan]:
+               splits_file: Path = SPLITS) -> List[PreparedScan]:
     """Scans of a split usable for this config (3D configs use volumes only)."""
-    scans = [Scan.load(i, data_dir) for i in split_ids(split, splits_file)]
+    scans = [PreparedScan.load(i, data_dir) for i in split_ids(split, splits_file)]
     scans = [s for s in scans if config.spatial_dims == 2 or (s.dims == 3 and s.array.shape[0] >= 4)]
     if config.modalities:
         scans = [s for s in scans if s.modality in config.modalities]
@@ -231,7 +231,7 @@ class PairDataset(Dataset):
     ``(seed, e, i)``, so a ``DistributedSampler`` gives each rank its own disjoint share.
     """
 
-    def __init__(self, scans: List[Scan], config: PairConfig, input_config: Dict, length: int, seed: int = 0,
+    def __init__(self, scans: List[PreparedScan], config: PairConfig, input_config: Dict, length: int, seed: int = 0,
                  fixed: bool = False) -> None:
         self.scans = scans
         self.config = config
@@ -269,7 +269,7 @@ class PairDataset(Dataset):
         return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def _context_region(scan: Scan, config: PairConfig, rng: np.random.Generator) -> np.ndarray:
+def _context_region(scan: PreparedScan, config: PairConfig, rng: np.random.Generator) -> np.ndarray:
     a = scan.array
     ctx = config.context
     if config.spatial_dims == 2:
@@ -326,7 +326,7 @@ class Region:
     degradation: Degradation
 
 
-def make_region(scan: Scan, config: PairConfig, rng: np.random.Generator, augment=None,
+def make_region(scan: PreparedScan, config: PairConfig, rng: np.random.Generator, augment=None,
                 attempts: int = 10) -> Region:
     """Steps 1-4 of the module docstring for one context region of ``scan``.
 
@@ -337,10 +337,10 @@ def make_region(scan: Scan, config: PairConfig, rng: np.random.Generator, augmen
         region = _try_region(scan, config, rng, augment)
         if region is not None:
             return region
-    raise ValueError(f"Scan {scan.id!r} gave no usable region in {attempts} attempts.")
+    raise ValueError(f"PreparedScan {scan.id!r} gave no usable region in {attempts} attempts.")
 
 
-def _try_region(scan: Scan, config: PairConfig, rng: np.random.Generator, augment=None) -> Optional[Region]:
+def _try_region(scan: PreparedScan, config: PairConfig, rng: np.random.Generator, augment=None) -> Optional[Region]:
     clean = _pad_to(_context_region(scan, config, rng), _patch_shape(config))
     if augment is not None:
         augment.set_random_state(seed=int(rng.integers(0, 2**31 - 1)))
@@ -381,7 +381,7 @@ def cut_pair(region: Region, config: PairConfig, input_config: Dict,
     return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y, dtype=np.float32)
 
 
-def make_pair(scan: Scan, config: PairConfig, input_config: Dict, rng: np.random.Generator,
+def make_pair(scan: PreparedScan, config: PairConfig, input_config: Dict, rng: np.random.Generator,
               augment=None) -> Tuple[np.ndarray, np.ndarray]:
     """One blind (network input, target) pair from ``scan`` (a region, then one patch of it)."""
     return cut_pair(make_region(scan, config, rng, augment), config, input_config, rng)

@@ -19,12 +19,12 @@ PACKAGE = "LowLightDenoiseLib"
 #: layer and the ones below it. Front ends sit on top, the core (arrays in physical units) at the bottom.
 LAYERS = [
     {"errors", "progress", "resources", "volume", "options", "files", "tables", "vst", "normalize"},  # foundations
-    {"io", "noise", "degrade", "metrics", "figures"},  # images in physical units
+    {"io", "noise", "degrade", "metrics"},  # images in physical units
     {"models"},  # networks and how they run (no method)
     {"registry"},  # the catalogue (no method)
     {"methods"},  # every method behind one interface
     {"pipeline"},  # the engine
-    {"evaluation"},  # methods over volumes -> rows
+    {"evaluation", "figures"},  # methods over volumes -> rows; figures of them
     {"jobs"},  # a job in a child process: description, protocol, launcher (no MRML)
     {"mrml", "bench", "cli", "batch", "__main__"},  # front ends
 ]

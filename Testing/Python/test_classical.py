@@ -293,3 +293,15 @@ def test_an_enhancer_brightens_a_dark_8_bit_photograph_into_an_8_bit_photograph(
     assert after > before + gain, (before, after)  # was +0.1 (gamma) and +1.3 dB (enhance-2d) with the dark range
     write_volume(out, tmp_path / "bright.png")
     assert read_volume(tmp_path / "bright.png").source_dtype == "uint8"
+
+
+def test_an_enhancer_on_a_16_bit_radiograph_keeps_its_detector_range(xray_path):
+    """A 16-bit radiograph (values 23418-29979 of 0-65535) is not stretched to the type's range."""
+    from LowLightDenoiseLib.io import read_volume
+    from LowLightDenoiseLib.pipeline import denoise_volume
+
+    xray = read_volume(xray_path)
+    assert xray.source_dtype == "uint16"
+    out = denoise_volume(xray, "clahe", device="cpu").volume.array
+    low, high = np.percentile(xray.array, (0.5, 99.5))
+    assert low - 0.05 * (high - low) <= out.min() and out.max() <= high + 0.05 * (high - low)

@@ -21,7 +21,7 @@ from LowLightDenoiseLib.models.spec import finish_output, prepare_input, prepare
 from LowLightDenoiseLib.noise import estimate_noise
 from LowLightDenoiseLib.volume import Volume
 from train import prepare_data
-from train.dataset import PairConfig, PairDataset, Scan, draw_degradation, load_scans, make_pair, make_region
+from train.dataset import PairConfig, PairDataset, PreparedScan, draw_degradation, load_scans, make_pair, make_region
 from train.losses import DenoiseLoss, LossConfig, gradient_loss
 from train.train import TrainConfig, load_checkpoint, train
 
@@ -82,7 +82,7 @@ def test_convert_reads_ct_in_hounsfield_units(ct_path):
 def test_pairs_are_reproducible_blind_and_shaped(tiny_data):
     folder, splits = tiny_data
     cfg = PairConfig(patch=32, context=48)
-    scan = Scan.load("ct", folder)
+    scan = PreparedScan.load("ct", folder)
     a = make_pair(scan, cfg, {"noise_map": True}, np.random.default_rng(3))
     b = make_pair(scan, cfg, {"noise_map": True}, np.random.default_rng(3))
     c = make_pair(scan, cfg, {"noise_map": True}, np.random.default_rng(4))
@@ -98,7 +98,7 @@ def test_pairs_are_reproducible_blind_and_shaped(tiny_data):
 
 def test_denoise_target_is_the_noise_free_dark_mean_and_enhance_target_the_clean_frame(tiny_data):
     folder, _ = tiny_data
-    scan = Scan.load("xray", folder)
+    scan = PreparedScan.load("xray", folder)
     diffs, ranges = [], []
     for seed in range(6):
         cfg = PairConfig(patch=32, context=96, augment=False, kinds=["lowlight"])
@@ -134,7 +134,7 @@ def test_lowlight_ranges_of_a_config_bound_the_draw_and_bad_ranges_are_refused()
 
 def test_vst_model_targets_are_the_stabilised_clean_image_that_the_inverse_maps_back(tiny_data):
     folder, _ = tiny_data
-    scan = Scan.load("ct", folder)
+    scan = PreparedScan.load("ct", folder)
     # shot noise dominant, so the estimated profile is signal-dependent (a > 0) and the VST not affine
     cfg = PairConfig(patch=32, context=128, augment=False, kinds=["lowlight"],
                      lowlight={"peak": [20, 50], "brightness": [1, 1], "gamma": [1, 1], "read_noise": [0, 0.5]})
@@ -292,7 +292,7 @@ def test_thick_slices_average_consecutive_thin_ones_and_bad_steps_are_refused(ti
     from train.dataset import _context_region
 
     folder, splits = tiny_data
-    scan = Scan.load("ct", folder)
+    scan = PreparedScan.load("ct", folder)
     depth = scan.array.shape[0]
     step = depth // 2
     assert step >= 2
@@ -316,7 +316,7 @@ def test_slice_thickness_in_millimetres_follows_each_volume_s_slice_spacing(tiny
     from train.dataset import _context_region
 
     folder, splits = tiny_data
-    scan = Scan.load("ct", folder)
+    scan = PreparedScan.load("ct", folder)
     norm = (np.asarray(scan.array, dtype=np.float32) - scan.low) / (scan.high - scan.low)
 
     def region_for(spacing: float, mm: float) -> np.ndarray:
@@ -406,7 +406,7 @@ def test_shuffled_regions_hold_unrelated_whole_slices_and_bad_shares_are_refused
     from train.dataset import _context_region
 
     folder, splits = tiny_data
-    scan = Scan.load("ct", folder)
+    scan = PreparedScan.load("ct", folder)
     norm = (np.asarray(scan.array, dtype=np.float32) - scan.low) / (scan.high - scan.low)
     config = PairConfig(spatial_dims=3, context=max(norm.shape[1:]), context_depth=3, slice_shuffle=1.0)
     seen = set()
@@ -444,7 +444,7 @@ def test_coarse_pixels_average_in_plane_blocks(tiny_data):
     from train.dataset import _context_region
 
     folder, splits = tiny_data
-    scan = Scan.load("ct", folder)
+    scan = PreparedScan.load("ct", folder)
     norm = (np.asarray(scan.array, dtype=np.float32) - scan.low) / (scan.high - scan.low)
     depth, side = norm.shape[0], norm.shape[1] // 2
     assert norm.shape[1] == norm.shape[2] == 2 * side  # the square CT crop: a 2x coarser region is all of it
