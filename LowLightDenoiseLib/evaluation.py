@@ -268,9 +268,9 @@ def evaluate(scans: Iterable[Scan], levels: Sequence[Level], entries: Sequence[E
     """Every entry on every scan at every level; one row per (scan, level, entry), the noisy input first.
 
     A row: ``scan, modality, level`` (+ the scan's and level's columns), ``method`` (the entry's label),
-    ``mode, seconds`` (+ the entry's columns), then the scores. An entry that cannot run on a scan (a
-    :class:`~.errors.LowLightDenoiseError`) is skipped and reported through ``on_error`` when given,
-    else raised.
+    ``mode, seconds`` (+ the entry's columns and the method's own, e.g. an adaptation), then the scores. An
+    entry that cannot run on a scan (a :class:`~.errors.LowLightDenoiseError`) is skipped and reported
+    through ``on_error`` when given, else raised.
     """
     from .degrade import simulate_volume
     from .errors import LowLightDenoiseError
@@ -296,8 +296,9 @@ def evaluate(scans: Iterable[Scan], levels: Sequence[Level], entries: Sequence[E
                         raise
                     on_error(f"{entry.label} on `{scan.name}` ({level.label}) was skipped: {error}")
                     continue
-                row = dict(base, method=entry.label, mode=result.mode, seconds=round(seconds, 4),
-                           **entry.columns, **scores)
+                row = dict(base, method=entry.label, mode=result.mode, seconds=round(seconds, 4), **entry.columns)
+                row.update(result.columns)  # the method's own, e.g. an adaptation's budget and held-out losses
+                row.update(scores)
                 rows.append(row)
                 for observe in observers:
                     observe(scan, level, row, noisy, output)

@@ -48,7 +48,8 @@ class AdaptationRecord:
     settings: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def columns(self) -> Dict[str, Any]:
-        return {"adapt_budget_s": self.budget_seconds, "adapt_steps": self.steps, "adapt_best_step": self.best_step,
+        return {"adapt_budget_s": self.budget_seconds, "adapt_seconds": self.seconds, "adapt_steps": self.steps,
+                "adapt_best_step": self.best_step,
                 "adapt_loss_before": round(self.heldout_before, 5), "adapt_loss_after": round(self.heldout_after, 5),
                 "adapt_kept": self.kept}
 

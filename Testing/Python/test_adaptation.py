@@ -171,6 +171,17 @@ def test_adapted_model_runs_through_the_engine_and_its_row_records_the_adaptatio
     assert row["method"] == ("default-2d-adapted" if record.kept else "default-2d")
 
 
+def test_evaluation_rows_of_an_adapted_model_carry_the_adaptation(ct_clean):
+    """evaluate() with a factory that adapts to each degraded scan: the benchmark's path records it too."""
+    from LowLightDenoiseLib.evaluation import Entry, Level, Scan, evaluate
+
+    factory = Entry("adapted", lambda scan, level, noisy: adapt(noisy, "default-2d", None, settings=FEW))
+    rows = evaluate([Scan("ct", "ct", ct_clean)], [Level("peak 3", LowLight(peak=3, read_noise=0.5), seed=1)],
+                    [factory])
+    assert rows[1]["method"] == "adapted" and rows[1]["adapt_steps"] == 4 and "adapt_kept" in rows[1]
+    assert list(rows[1]).index("adapt_steps") < list(rows[1]).index("psnr")
+
+
 def test_the_same_seed_gives_the_same_weights_and_another_seed_others(ct_dark, adapted):
     settings = AdaptSettings(max_steps=4, eval_every=2, batch=4, eval_patches=8, patch=32, min_gain=0.0)
     first = adapt(ct_dark, "default-2d", None, settings=settings)
