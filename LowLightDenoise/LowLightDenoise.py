@@ -138,6 +138,7 @@ class LowLightDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         self.onCancel()
+        jobs.shutdown_workers()  # the idle worker process kept warm for the next job
         self.removeObservers()
 
     def onReload(self) -> None:
@@ -381,8 +382,7 @@ class LowLightDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         chart = mrml.metrics_plot_node(slicer.mrmlScene, table, mrml.default_plot_column(table))
         inputNode = slicer.mrmlScene.GetNodeByID(job.input_node_id)
         self._showVolumes(inputNode, nodes[0] if nodes else inputNode, table, chart)
-        self._setStatus(f"Compared {len(result.outputs)} methods; see the table and chart. "
-                        + " ".join(result.warnings))
+        self._setStatus(" ".join([f"Compared {len(result.outputs)} methods; see table and chart."] + result.warnings))
 
     def _showVolumes(self, inputNode, outputNode, table=None, chart=None) -> None:
         """Input left, result right (linked views), table and chart below."""

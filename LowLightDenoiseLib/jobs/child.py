@@ -121,17 +121,9 @@ def run(spec: JobSpec, folder: Path, emit: Emitter) -> Dict[str, Any]:
             "path": None}
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = sys.argv[1:] if argv is None else list(argv)
-    if len(args) != 1 or args[0] in ("-h", "--help"):
-        sys.stderr.write("usage: python -m LowLightDenoiseLib.jobs JOB.json\n"
-                         "Runs one job of the Slicer module; reports JSON lines on stdout.\n")
-        return 2
-    job_file = Path(args[0]).resolve()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    emit = Emitter(_protocol_stream())
+def run_job_file(job_file: Path, emit: Emitter) -> int:
+    """One job, reported through ``emit``: 0 done (a ``result`` event), 1 failed (an ``error`` event)."""
     emit("started", pid=os.getpid(), library=__version__, python=platform.python_version())
-    _watch_parent()
     started = time.perf_counter()
     try:
         spec = JobSpec.read(job_file).validated()
@@ -154,3 +146,38 @@ def main(argv: Optional[List[str]] = None) -> int:
         emit("error", message=f"Unexpected error ({type(error).__name__}: {error}).", type=type(error).__name__,
              expected=False)
     return 1
+
+
+def serve(stdin: IO[str]) -> int:
+    """A worker that stays warm between jobs (imports, torch's kernels): one job a line of ``stdin``,
+    ``JOB.json<TAB>LOG``; each job's events go to ``events.jsonl`` beside its JOB.json and its output
+    (stderr, and stdout, which points there too) to LOG. Ends at the end of ``stdin``."""
+    os.dup2(2, 1)
+    for line in stdin:
+        job, _, log = line.rstrip("\n").partition("\t")
+        if not job:
+            continue
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with open(log or os.devnull, "ab") as target:
+            os.dup2(target.fileno(), 2)
+            os.dup2(target.fileno(), 1)
+        job_file = Path(job).resolve()
+        with open(job_file.parent / "events.jsonl", "a", encoding="utf-8", buffering=1) as events:
+            run_job_file(job_file, Emitter(events))
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if len(args) != 1 or args[0] in ("-h", "--help"):
+        sys.stderr.write("usage: python -m LowLightDenoiseLib.jobs JOB.json   (one job; JSON lines on stdout)\n"
+                         "       python -m LowLightDenoiseLib.jobs --serve    (jobs named on stdin, see serve())\n")
+        return 2
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _watch_parent()
+    if args[0] == "--serve":
+        return serve(sys.stdin)
+    return run_job_file(Path(args[0]).resolve(), Emitter(_protocol_stream()))

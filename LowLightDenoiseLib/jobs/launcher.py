@@ -2,12 +2,18 @@
 
 :class:`JobProcess` is driven by its owner's timer (the Slicer module's ``qt.QTimer`` on the main
 thread, or :meth:`JobProcess.wait` in a script): :meth:`~JobProcess.poll` reads whatever protocol
-lines the child has written since the last call and returns at once. There is no thread: the child's
-stdout goes to a file in the job's private folder, read from where the last poll stopped, and its
-stderr to a log file that outlives the job (:attr:`JobProcess.log_path`).
+lines the child has written since the last call and returns at once. There is no thread: the child
+writes its events to a file in the job's private folder, read from where the last poll stopped, and
+its output to a log file that outlives the job (:attr:`JobProcess.log_path`).
+
+The child is a worker (``python -m LowLightDenoiseLib.jobs --serve``) that is kept for the next job
+while it is idle for less than :data:`WORKER_IDLE_SECONDS` (``reuse=True``, the default): the first
+job pays Python's start-up, the imports (torch, MONAI) and the kernels' first calls, the next ones do
+not. Cancel and a crash end the worker; the next job starts a fresh one.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import os
@@ -32,6 +38,8 @@ RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cance
 KEEP_LOGS = 20
 #: log lines shown with an unexpected failure
 TAIL_LINES = 15
+#: an idle worker older than this is ended instead of reused (it holds torch and a model in memory)
+WORKER_IDLE_SECONDS = 600.0
 
 
 def find_python(slicer_home: Optional[str] = None) -> str:
@@ -72,6 +80,90 @@ def default_log_dir() -> Path:
     return cache_dir() / "logs"
 
 
+class _Worker:
+    """A child process serving jobs one at a time (``--serve``), and the pid of the Python doing the work."""
+
+    def __init__(self, python: str, env: Mapping[str, str], cwd: str, log_path: Path) -> None:
+        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # no console window on Windows
+        try:
+            with open(log_path, "ab") as log:  # until its first job switches to that job's log
+                self.proc = subprocess.Popen([python, "-u", "-m", "LowLightDenoiseLib.jobs", "--serve"],
+                                             stdin=subprocess.PIPE, stdout=log, stderr=log, env=dict(env), cwd=cwd,
+                                             creationflags=flags, text=True, encoding="utf-8")
+        except OSError as error:
+            raise LowLightDenoiseError(f"Could not start the job's Python ({python}): {error.strerror or error}.") \
+                from error
+        self.pid: Optional[int] = None  #: reported by the worker (behind PythonSlicer's launcher it differs)
+        self.idle_since = time.monotonic()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def submit(self, job_file: Path, log_path: Path) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{job_file}\t{log_path}\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        """Let an idle worker end (end of its input)."""
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def kill(self, timeout: float = 1.0) -> None:
+        """End the worker now: the Python doing the work, then the process started (only those, by pid)."""
+        if self.alive:
+            if self.pid and self.pid != self.proc.pid:
+                try:
+                    os.kill(self.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+                except OSError:  # already gone
+                    pass
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self.stop()
+
+
+#: idle workers, at most one per (python, environment)
+_IDLE: Dict[Any, _Worker] = {}
+
+
+def _worker_for(python: str, env: Mapping[str, str], cwd: str, log_path: Path) -> _Worker:
+    """An idle worker of this Python and environment that is still young enough, else a new one."""
+    key = (python, tuple(sorted(env.items())))
+    worker = _IDLE.pop(key, None)
+    if worker is not None and worker.alive and time.monotonic() - worker.idle_since < WORKER_IDLE_SECONDS:
+        return worker
+    if worker is not None:
+        worker.kill()
+    return _Worker(python, env, cwd, log_path)
+
+
+atexit.register(lambda: shutdown_workers())
+
+
+def _release(python: str, env: Mapping[str, str], worker: _Worker) -> None:
+    key = (python, tuple(sorted(env.items())))
+    if not worker.alive:
+        return
+    previous = _IDLE.pop(key, None)
+    if previous is not None and previous is not worker:
+        previous.stop()
+    worker.idle_since = time.monotonic()
+    _IDLE[key] = worker
+
+
+def shutdown_workers() -> None:
+    """End every idle worker (the Slicer module does so when it is closed; also at exit)."""
+    while _IDLE:
+        _IDLE.popitem()[1].kill()
+
+
 @dataclasses.dataclass
 class JobOutput:
     """One output volume of a finished job (duck-types :class:`~LowLightDenoiseLib.evaluation.MethodOutcome`)."""
@@ -105,18 +197,19 @@ class JobProcess:
     (under ``temp_root``, default the system's temporary folder) before the child starts; ``python``
     (default :func:`find_python`) and ``env`` (default :func:`job_environment`) choose how it runs.
     After success :meth:`result` reads the outputs and removes the folder; after a failure or
-    :meth:`cancel` nothing of the job is left but its log.
+    :meth:`cancel` nothing of the job is left but its log. ``reuse``: hand the worker to the next job.
     """
 
     def __init__(self, spec: JobSpec, volumes: Optional[Mapping[str, Volume]] = None, *,
                  python: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
-                 temp_root: Optional[str] = None, log_dir: Optional[str] = None) -> None:
+                 temp_root: Optional[str] = None, log_dir: Optional[str] = None, reuse: bool = True) -> None:
         self.spec = spec.validated()
         self.volumes = dict(volumes or {})
         self.python = python or find_python()
         self.env = dict(env) if env is not None else job_environment()
         self.temp_root = temp_root
         self.log_dir = Path(log_dir) if log_dir is not None else default_log_dir()
+        self.reuse = reuse
         self.folder: Optional[Path] = None
         self.log_path: Optional[Path] = None
         self.state = RUNNING
@@ -127,7 +220,7 @@ class JobProcess:
         self.error_details = ""  #: the log's last lines and its path
         self.exit_code: Optional[int] = None
         self.child_pid: Optional[int] = None
-        self._proc: Optional[subprocess.Popen] = None
+        self._worker: Optional[_Worker] = None
         self._events: Any = None
         self._pending = b""
         self._outcome: Optional[Dict[str, Any]] = None
@@ -145,20 +238,23 @@ class JobProcess:
                 spec.inputs[key] = geometry_of(volume)
             job_file = spec.write(self.folder / "job.json")
             self.log_path = self._new_log()
-            command = [self.python, "-u", "-m", "LowLightDenoiseLib.jobs", str(job_file)]
             with open(self.log_path, "w", encoding="utf-8") as log:
-                log.write(f"LowLightDenoise {spec.kind} job, {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
-                          f"command: {' '.join(command)}\n")
-            with open(self.folder / "events.jsonl", "wb") as out, open(self.log_path, "ab") as err:
-                flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # no console window on Windows
-                try:
-                    self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                                  env=self.env, cwd=str(self.folder.parent), creationflags=flags)
-                except OSError as error:
-                    raise LowLightDenoiseError(f"Could not start the job's Python ({self.python}): "
-                                               f"{error.strerror or error}.") from error
+                log.write(f"LowLightDenoise {spec.kind} job, {time.strftime('%Y-%m-%d %H:%M:%S')}, "
+                          f"{self.python} -m LowLightDenoiseLib.jobs --serve: {job_file}\n")
+            (self.folder / "events.jsonl").touch()
             self._events = open(self.folder / "events.jsonl", "rb")
+            self._worker = _worker_for(self.python, self.env, str(self.folder.parent), self.log_path)
+            try:
+                self._worker.submit(job_file, self.log_path)
+            except OSError:  # the idle worker ended just now: a fresh one
+                self._worker.kill()
+                self._worker = _Worker(self.python, self.env, str(self.folder.parent), self.log_path)
+                self._worker.submit(job_file, self.log_path)
         except BaseException:
+            if self._worker is not None:
+                self._worker.kill()
+                self._worker = None
+            self._close_events()
             self._remove_folder()
             raise
         return self
@@ -184,11 +280,13 @@ class JobProcess:
         Updates :attr:`fraction`, :attr:`message`, :attr:`warnings` and, once the child has exited,
         :attr:`state` (and :attr:`error` after a failure).
         """
-        if not self.running or self._proc is None:
+        if not self.running or self._worker is None:
             return []
-        code = self._proc.poll()  # before reading: every line written before the exit is then read
+        code = self._worker.proc.poll()  # before reading: every line written before an exit is then read
         events = self._read_events()
-        if code is not None:
+        if self._outcome is not None or self._failure is not None:
+            self._finish(None)
+        elif code is not None:
             self._finish(code)
         return events
 
@@ -207,6 +305,8 @@ class JobProcess:
             kind = event["event"]
             if kind == "started":
                 self.child_pid = int(event.get("pid") or 0) or None
+                if self._worker is not None:
+                    self._worker.pid = self.child_pid
             elif kind == "progress":
                 self.fraction = max(self.fraction, min(float(event["fraction"]), 1.0))
                 self.message = str(event.get("message") or "")
@@ -218,10 +318,17 @@ class JobProcess:
                 self._failure = event
         return events
 
-    def _finish(self, code: int) -> None:
+    def _finish(self, code: Optional[int]) -> None:
+        """The job is over: its final event arrived (``code`` None, the worker lives on) or the worker exited."""
         self.exit_code = code
         self._close_events()
-        if code == 0 and self._outcome is not None:
+        worker, self._worker = self._worker, None
+        if code is None and worker is not None:
+            if self.reuse:
+                _release(self.python, self.env, worker)
+            else:
+                worker.stop()
+        if self._outcome is not None:
             self.state = SUCCEEDED
             self.fraction = 1.0
             return
@@ -231,14 +338,16 @@ class JobProcess:
             self.error = str(self._failure.get("message") or "The job failed.")
             expected = bool(self._failure.get("expected"))
         else:
-            how = (f"was stopped by signal {-code}" if code < 0 else f"ended with exit code {code}")
+            code = code if code is not None else 0
+            how = f"was stopped by signal {-code}" if code < 0 else f"ended with exit code {code}"
             self.error = (f"The {kind} process {how} before finishing (the system may have run out of memory); "
                           "nothing was added to the scene.")
             expected = False
         self.error_details = f"Log: {self.log_path}\n{self.log_tail()}"
         if not expected:
             self.error += " See the log for details."
-        self._append_log(f"[parent] the child exited with code {code}: {self.error}\n")
+        if code is not None:
+            self._append_log(f"[parent] the child exited with code {code}: {self.error}\n")
         self._remove_folder()
 
     def log_tail(self, lines: int = TAIL_LINES) -> str:
@@ -260,22 +369,14 @@ class JobProcess:
     # ------------------------------------------------------------------------------------------ end
 
     def cancel(self, timeout: float = 1.0) -> None:
-        """End the child (only it, by its process id) and remove the job's folder; the log stays."""
-        if not self.running or self._proc is None:
+        """End the job's process (only it, by its process id, within ``timeout``) and remove the job's folder;
+        the log stays."""
+        if not self.running or self._worker is None:
             return
         self._read_events()  # the worker's pid, when a launcher (PythonSlicer) stands between
-        if self._proc.poll() is None:
-            if self.child_pid and self.child_pid != self._proc.pid:
-                try:
-                    os.kill(self.child_pid, getattr(signal, "SIGKILL", signal.SIGTERM))
-                except OSError:  # already gone
-                    pass
-            self._proc.kill()
-        try:
-            self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        self.exit_code = self._proc.returncode
+        worker, self._worker = self._worker, None
+        worker.kill(timeout)
+        self.exit_code = worker.proc.returncode
         self.state = CANCELLED
         self._close_events()
         self._append_log("[parent] cancelled by the user\n")
@@ -306,7 +407,7 @@ class JobProcess:
 
     def close(self) -> None:
         """Cancel a running job; remove whatever is left of a finished one."""
-        if self.running and self._proc is not None:
+        if self.running and self._worker is not None:
             self.cancel()
         self._close_events()
         self._remove_folder()

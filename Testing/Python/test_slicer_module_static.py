@@ -114,7 +114,8 @@ def test_module_has_the_four_scripted_module_classes_and_a_test_that_clears_the_
 
 
 @pytest.mark.parametrize("path", ["LowLightDenoise/LowLightDenoise.py", "examples/batch_denoise_folder.py"]
-                         + sorted(str(p.relative_to(REPO)) for p in (REPO / "LowLightDenoiseLib" / "mrml").glob("*.py")))
+                         + sorted(str(p.relative_to(REPO)) for folder in ("mrml", "jobs")
+                                  for p in (REPO / "LowLightDenoiseLib" / folder).glob("*.py")))
 def test_slicer_side_code_parses_as_python_3_9(path):
     ast.parse((REPO / path).read_text(), feature_version=(3, 9))
 

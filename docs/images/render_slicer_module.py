@@ -54,6 +54,21 @@ def panel(status: str) -> np.ndarray:
     method = find(QtWidgets.QComboBox, "methodComboBox")
     method.setCurrentIndex(max(method.findData("default-2d"), 0))
     find(QtWidgets.QCheckBox, "autoStrengthCheckBox").setChecked(True)
+    for name, value in (("strengthSliderWidget", 1.0), ("brightnessSliderWidget", 0.5), ("gammaSliderWidget", 1.0),
+                        ("levelSliderWidget", 0.05)):  # the parameter node's defaults, as Slicer shows them
+        slider = find(QtWidgets.QWidget, name)
+        slider.spin.setValue(value)
+        lo, hi = slider.spin.minimum(), slider.spin.maximum()
+        slider.slider.setValue(int(99 * (value - lo) / (hi - lo)))
+    find(QtWidgets.QWidget, "strengthSliderWidget").setEnabled(False)
+    headers, rows = mrml.models_table()
+    table = find(QtWidgets.QTableWidget, "modelsTableWidget")
+    table.setColumnCount(len(headers))
+    table.setHorizontalHeaderLabels(headers)
+    table.setRowCount(len(rows))
+    for r, values in enumerate(rows):
+        for c, value in enumerate(values):
+            table.setItem(r, c, QtWidgets.QTableWidgetItem(value))
     find(QtWidgets.QProgressBar, "progressBar").setValue(100)
     find(QtWidgets.QLabel, "statusLabel").setText(status)
     for name in ("applyButton", "compareButton", "simulateButton", "openLogButton"):
@@ -81,28 +96,35 @@ def main() -> int:
               f"{rows[1]['psnr']:.1f} dB against the clean crop.")
     ui = panel(status)
     k = noisy.array.shape[0] // 2
-    lo, hi = -1000.0, 400.0  # lung-to-soft-tissue window (HU)
-    fig = plt.figure(figsize=(13.5, 7.6), dpi=100)
-    grid = fig.add_gridspec(2, 3, width_ratios=[1.15, 1, 1], height_ratios=[1, 0.08])
-    ax = fig.add_subplot(grid[0, 0])
-    ax.imshow(ui)
-    ax.set_title("Low-Light Denoise panel (real .ui, Qt 5.15 offscreen)", fontsize=10)
-    ax.axis("off")
-    for col, (title, image) in enumerate([(f"Input: low-light CT sample, slice {k} ({rows[0]['psnr']:.1f} dB)",
-                                           noisy.array[k]),
-                                          (f"Output: default-2d ({rows[1]['psnr']:.1f} dB)", out[k])], start=1):
-        ax = fig.add_subplot(grid[0, col])
-        ax.imshow(np.clip((image - lo) / (hi - lo), 0, 1), cmap="gray", interpolation="nearest")
-        ax.set_title(title, fontsize=10)
+    lo, hi = (float(v) for v in np.percentile(clean.array, [0.5, 99.5]))  # the clean crop's range (HU)
+    scale = 5  # 96 px slices shown 480 px wide, nearest neighbour
+    ph, pw = ui.shape[:2]
+    side = noisy.array.shape[1] * scale
+    margin, title, foot = 20, 30, 60
+    width, height = pw + 2 * side + 4 * margin, max(ph, side) + title + foot + 2 * margin
+    fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
+
+    def axes(x, y, w, h):
+        return fig.add_axes([x / width, 1 - (y + h) / height, w / width, h / height])
+
+    panels = [("Low-Light Denoise panel (real .ui, Qt 5.15 offscreen)", ui, pw, ph, None),
+              (f"Input: low-light CT sample, slice {k} ({rows[0]['psnr']:.1f} dB)", noisy.array[k], side, side, "gray"),
+              (f"Output: default-2d ({rows[1]['psnr']:.1f} dB)", out[k], side, side, "gray")]
+    x = margin
+    for text, image, w, h, cmap in panels:
+        ax = axes(x, margin + title, w, h)
+        if cmap:
+            image = np.clip((image - lo) / (hi - lo), 0, 1)
+        ax.imshow(image, cmap=cmap, interpolation="nearest", aspect="auto")
+        ax.set_title(text, fontsize=10)
         ax.axis("off")
-    caption = fig.add_subplot(grid[1, :])
-    caption.axis("off")
-    caption.text(0, 0.5, "Assembled outside 3D Slicer (none can run where this was made): the module's real .ui "
-                 "rendered by PyQt5 with stand-ins for the CTK/qMRML widgets, beside slices of the shipped chest "
-                 "CT crop\nas a simulated low-light acquisition (50 photons) and default-2d's output computed by "
-                 f"the library in {seconds:.1f} s. Window -1000..400 HU. Research use only; not for diagnosis. "
-                 "Made by docs/images/render_slicer_module.py.", fontsize=8.5, va="center")
-    fig.tight_layout()
+        x += w + margin
+    fig.text(margin / width, (foot - 10) / height,
+             "Assembled outside 3D Slicer (none can run where this was made): the module's real .ui rendered by PyQt5 "
+             "with stand-ins for the CTK/qMRML widgets, beside slices of the shipped\nchest CT crop as a simulated "
+             f"low-light acquisition (50 photons) and default-2d's output computed by the library in {seconds:.1f} s. "
+             f"Window {lo:.0f}..{hi:.0f} HU. Research use only; not for diagnosis. Made by "
+             "docs/images/render_slicer_module.py.", fontsize=8.5, va="top")
     fig.savefig(OUT)
     print(f"wrote {OUT} ({status})")
     return 0
