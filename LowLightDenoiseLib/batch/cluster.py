@@ -2,9 +2,9 @@
 
 * ``local`` (default): a :class:`distributed.LocalCluster` of worker processes sized for the machine
   (one single-threaded worker per core unless told otherwise), each under a nanny with a memory
-  limit: a worker that grows past 95 % of it is killed and restarted, and its scan is retried on
-  another worker (at most :data:`ALLOWED_FAILURES` times in all), so one huge scan cannot take the
-  machine down. ``gpus=N`` starts N workers instead, one per GPU (``CUDA_VISIBLE_DEVICES``), each
+  limit: a worker that grows past 95 % of it is killed and restarted, and its scan is run again on
+  another worker (``retries`` times, default :data:`RETRIES`; then it is a failed scan), so one huge
+  scan cannot take the machine down. ``gpus=N`` starts N workers instead, one per GPU (``CUDA_VISIBLE_DEVICES``), each
   holding the Dask resource ``GPU=1``.
 * ``tcp://HOST:PORT`` (or ``tls://``): a running Dask scheduler (e.g. started by dask-jobqueue on
   SLURM/PBS, see ``docs/batch.md``); its workers, threads and memory limits are its own. With
@@ -26,8 +26,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from ..errors import InputError
 
 SCHEDULERS = ("local", "processes")
-#: how often Dask runs a task again after the worker running it died (Dask's ``allowed-failures``)
-ALLOWED_FAILURES = 3
+#: how often the local cluster runs a task again after the worker running it died (Dask's ``allowed-failures``)
+RETRIES = 3
 _ADDRESS = re.compile(r"^(tcp|tls)://[^\s/:]+:\d+/?$")
 
 OnResult = Callable[[int, Any], None]
@@ -42,6 +42,7 @@ class ClusterSettings:
     threads_per_worker: Optional[int] = None
     memory_limit: Optional[str] = None
     gpus: int = 0
+    retries: Optional[int] = None  #: local cluster: runs of a scan again after its worker died (default RETRIES)
     dashboard_address: str = ":0"  #: the local dashboard's address (``:0`` any free port)
     quiet: bool = False
 
@@ -54,23 +55,25 @@ class ClusterSettings:
         elif not remote:
             raise InputError(f"Unknown scheduler {self.scheduler!r}; use local, processes or the address of a "
                              "running Dask scheduler such as tcp://HOST:8786.")
-        for value, what in ((self.workers, "number of workers"), (self.threads_per_worker, "threads per worker")):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise InputError(f"The {what} must be a whole number of at least 1, not {value!r}.")
+        for value, what, least in ((self.workers, "number of workers", 1),
+                                   (self.threads_per_worker, "threads per worker", 1), (self.retries, "retries", 0)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+                raise InputError(f"The {what} must be a whole number of at least {least}, not {value!r}.")
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 0:
             raise InputError(f"The number of GPUs must be a whole number of at least 0, not {self.gpus!r}.")
         if remote:
             given = [flag for flag, value in (("--workers", self.workers), ("--threads-per-worker",
-                     self.threads_per_worker), ("--memory-limit", self.memory_limit)) if value is not None]
+                     self.threads_per_worker), ("--memory-limit", self.memory_limit), ("--retries", self.retries))
+                     if value is not None]
             if given:
                 raise InputError(f"{', '.join(given)} only apply to the local cluster; the cluster at {scheduler} "
                                  "has its own workers.")
         if scheduler == "processes":
             if self.gpus:
                 raise InputError("--gpus needs a Dask cluster (--scheduler local or tcp://...), not the process pool.")
-            if self.memory_limit is not None or self.threads_per_worker is not None:
-                raise InputError("--memory-limit and --threads-per-worker need a Dask cluster (--scheduler local "
-                                 "or tcp://...); the process pool has neither.")
+            if self.memory_limit is not None or self.threads_per_worker is not None or self.retries is not None:
+                raise InputError("--memory-limit, --threads-per-worker and --retries need a Dask cluster (--scheduler "
+                                 "local or tcp://...); the process pool has none of them.")
         if scheduler == "local" and self.gpus and self.workers is not None and self.workers != self.gpus:
             raise InputError(f"--gpus {self.gpus} starts one worker per GPU; drop --workers {self.workers}.")
         memory = self.memory_limit
@@ -163,6 +166,8 @@ class Runner:
 
     description = ""
     dashboard: Optional[str] = None
+    #: runs of a task again after its worker died (None: the remote scheduler's own setting, or no retries)
+    retries: Optional[int] = None
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any], keys: Sequence[str], on_result: OnResult) -> None:
         raise NotImplementedError
@@ -186,10 +191,11 @@ class DistributedRunner(Runner):
 
         self.settings = settings
         self.cluster: Any = None
-        level = logging.ERROR if settings.quiet else logging.WARNING
+        level = logging.CRITICAL if settings.quiet else logging.WARNING
         logging.getLogger("distributed").setLevel(level)
-        self._config = dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES})
-        self._config.__enter__()
+        self.retries = None if settings.remote else (RETRIES if settings.retries is None else settings.retries)
+        self._config = (None if self.retries is None  # a running scheduler keeps its own setting
+                        else dask.config.set({"distributed.scheduler.allowed-failures": self.retries}))
         try:
             if settings.remote:
                 try:
@@ -238,7 +244,11 @@ class DistributedRunner(Runner):
                    for task, key in zip(tasks, keys)]
         index = {f.key: i for i, f in enumerate(futures)}
         try:
-            for future, result in as_completed(futures, with_results=True, raise_errors=False):
+            for future in as_completed(futures):
+                if future.status == "finished":
+                    result = future.result()
+                else:  # Dask could not run it (e.g. KilledWorker: its workers kept dying)
+                    result = future.exception() if future.status == "error" else RuntimeError(future.status)
                 on_result(index[future.key], result)
                 future.release()
         finally:
@@ -282,4 +292,4 @@ class ProcessPoolRunner(Runner):
 
 
 __all__: List[str] = ["ClusterSettings", "Runner", "open_runner", "local_workers", "memory_per_worker",
-                      "gpu_worker_specs", "task_resources", "ALLOWED_FAILURES", "SCHEDULERS"]
+                      "gpu_worker_specs", "task_resources", "RETRIES", "SCHEDULERS"]

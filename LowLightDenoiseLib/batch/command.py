@@ -62,6 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-limit", default=None, metavar="SIZE",
                    help="memory limit of each local worker, e.g. 4GB (default: the machine's memory shared out); "
                         "a worker past it is restarted and its scan retried elsewhere")
+    p.add_argument("--retries", type=int, default=None, metavar="N",
+                   help="local cluster: how often a scan whose worker died (out of memory, killed) runs again on "
+                        "another worker before it counts as failed (default 3)")
     p.add_argument("--gpus", type=int, default=0, metavar="N",
                    help="run on GPUs, one scan per GPU at a time: local: N workers, one per GPU; tcp://: every task "
                         "asks for the Dask resource GPU=1 (start GPU workers with --resources GPU=1)")
@@ -100,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     options = RunOptions(mode=args.mode, axis=args.axis, device=args.device, strength=args.strength, seed=args.seed,
                          flips=args.flips).validated(resolve=False)
     cluster = ClusterSettings(scheduler=args.scheduler, workers=args.workers, threads_per_worker=args.threads_per_worker,
-                              memory_limit=args.memory_limit, gpus=args.gpus, quiet=args.quiet).checked()
+                              memory_limit=args.memory_limit, gpus=args.gpus, retries=args.retries,
+                              quiet=args.quiet).checked()
     if args.gpus and options.device == "cpu":
         raise InputError("--gpus runs the scans on GPUs; drop --device cpu (or --gpus).")
     scans = scans_of(args, options)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..errors import InputError
 from . import results, sidecar
-from .cluster import ALLOWED_FAILURES, ClusterSettings, open_runner
+from .cluster import ClusterSettings, open_runner
 from .manifest import Scan, check_unique_outputs, output_extension
 from .task import ScanTask, process_scan
 
@@ -102,15 +102,16 @@ def _progress(total: int, enabled: bool) -> Any:
     return tqdm(total=total, desc="scans", unit="scan", file=sys.stderr, leave=False)
 
 
-def _dask_failure(task: ScanTask, error: BaseException) -> Dict[str, Any]:
+def _dask_failure(task: ScanTask, error: BaseException, retries: Optional[int]) -> Dict[str, Any]:
     from .task import error_sentence
 
     row: Dict[str, Any] = dict({"scan": task.name}, **task.columns)
     row.update(status="failed", input=task.input, reference=task.reference, output=task.output,
                method=task.job.methods[0])
     if type(error).__name__ == "KilledWorker":
-        row["error"] = (f"The worker process running this scan died {ALLOWED_FAILURES} times (killed, or out of "
-                        "memory: see --memory-limit); it was not finished.")
+        died = f"{retries + 1} worker processes" if retries is not None else "The worker processes"
+        row["error"] = (f"{died} died while running this scan (out of memory beyond the worker's limit, see "
+                        "--memory-limit, or killed); it was not finished.")
     else:
         row["error"] = f"Dask could not run this scan: {error_sentence(error)}"
     return row
@@ -165,7 +166,8 @@ def run_cohort(scans: Sequence[Scan], out_dir: Any, *, cluster: Optional[Cluster
 
             def on_result(i: int, result: Any) -> None:
                 task = todo[i]
-                rows[task.index] = _dask_failure(task, result) if isinstance(result, BaseException) else result["row"]
+                rows[task.index] = (_dask_failure(task, result, runner.retries) if isinstance(result, BaseException)
+                                    else result["row"])
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(f"{task.name}: {rows[task.index]['status']}", refresh=False)

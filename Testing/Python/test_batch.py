@@ -242,6 +242,28 @@ def test_a_killed_worker_process_has_its_scan_retried_elsewhere_and_nothing_is_l
 
 
 @pytest.mark.slow
+def test_a_scan_beyond_the_memory_limit_fails_with_its_sentence_and_the_others_go_on(tmp_path, ct_path, xray_path):
+    """A worker past its memory limit is restarted by its nanny; after --retries more deaths the scan is failed."""
+    from LowLightDenoiseLib.io import write_volume
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ct = read_volume(ct_path)
+    write_volume(ct.with_array(np.tile(ct.array, (2, 8, 8))), folder / "huge.nrrd")  # the real CT, 24 x 768 x 768
+    shutil.copy(ct_path, folder / "ct.nrrd")
+    shutil.copy(xray_path, folder / "xray.png")
+    run = batch("in", "out", "--method", "gaussian", "--device", "cpu", "--workers", "2", "--memory-limit", "500MB",
+                "--retries", "1", cwd=tmp_path)
+    assert run.returncode == 1, run.stderr
+    rows = {r["scan"]: r for r in table(tmp_path / "out")}
+    assert rows["huge"]["status"] == "failed"
+    assert rows["huge"]["error"] == ("2 worker processes died while running this scan (out of memory beyond the "
+                                     "worker's limit, see --memory-limit, or killed); it was not finished.")
+    assert rows["ct"]["status"] == rows["xray"]["status"] == "done"
+    assert not (tmp_path / "out" / "huge.nrrd").exists()
+
+
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_with_only_the_unfinished_scans(tmp_path, ct_path):
     _copies(tmp_path / "in", ct_path, N_INTERRUPTED)
     options = ("--method", "tv", "--device", "cpu", "--workers", "2")

@@ -171,7 +171,9 @@ def test_an_unknown_method_is_refused_before_anything_runs(tmp_path, ct_path, ca
     (["--scheduler", "yarn"], "Unknown scheduler 'yarn'; use local, processes or the address"),
     (["--scheduler", "tcp://127.0.0.1:8786", "--workers", "2"], "--workers only apply to the local cluster"),
     (["--scheduler", "processes", "--gpus", "1"], "--gpus needs a Dask cluster"),
-    (["--scheduler", "processes", "--memory-limit", "2GB"], "--memory-limit and --threads-per-worker need"),
+    (["--scheduler", "processes", "--memory-limit", "2GB"], "--memory-limit, --threads-per-worker and --retries need"),
+    (["--scheduler", "tcp://127.0.0.1:8786", "--retries", "1"], "--retries only apply to the local cluster"),
+    (["--retries", "-1"], "The retries must be a whole number of at least 0, not -1."),
     (["--memory-limit", "lots"], "The memory limit 'lots' is not a size such as 4GB"),
     (["--workers", "0"], "The number of workers must be a whole number of at least 1"),
     (["--gpus", "2", "--workers", "3"], "--gpus 2 starts one worker per GPU; drop --workers 3."),
@@ -218,3 +220,26 @@ def test_the_table_orders_its_columns_and_parquet_keeps_mixed_columns_as_text(tm
     back = pq.read_table(written[1]).to_pylist()
     assert back[1]["site"] == "3" and back[0]["site"] == "x" and back[1]["psnr"] == 30.5 and back[0]["psnr"] is None
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+
+
+# ------------------------------------------------------------------------------------------------ SLURM/PBS recipe
+
+
+@pytest.mark.parametrize("system,expected", [
+    ("slurm", ["#SBATCH --cpus-per-task=8", "--nthreads 1", "--nworkers 8", "--nanny"]),
+    ("slurm-gpu", ["#SBATCH --gres=gpu:1", "--resources GPU=1", "--nanny"]),
+    ("pbs", ["#PBS -l select=1:ncpus=8", "--nthreads 1", "--nworkers 8"]),
+])
+def test_the_cluster_recipe_renders_worker_jobs_from_its_configuration(tmp_path, system, expected):
+    """Submitting needs SLURM or PBS; the job script each worker job would run is checked here."""
+    pytest.importorskip("dask_jobqueue")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[2] / "examples" / "batch_on_cluster.py"),
+                           "--system", system, "--print-job-script"], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for text in expected + [f"{sys.executable} -m distributed.cli.dask_worker tcp://"]:
+        assert text in done.stdout, (text, done.stdout)
+    assert ("--resources GPU=1" in done.stdout) == (system == "slurm-gpu")
