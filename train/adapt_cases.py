@@ -96,7 +96,27 @@ VALIDATION_CASES = (
     Case("val-ct-read15", "ct_lung1_volume", LowLight(peak=100, read_noise=15), "out of distribution",
          "read noise 15 photons (training: 0-3)", slices=16),
     Case("val-ct-speckle", "ct_lung1_volume", Speckle(sigma=0.8), "out of distribution",
-         "speckle 0.8 (training: 0.05-0.5, 2D only)", slices=16),
-    Case("val-histology-peak3", "microscopy_histology", LowLight(peak=3, read_noise=0.5), "out of distribution",
-         "a histology image at 3 photons (training: 10-1000)", slices=1),
+         "speckle 0.8 (training: 0.05-0.5, about 1 sample in 20)", slices=16),
+)
+
+#: the test split at the levels of train/evaluate.py (peak 300 / 100 / 30, read noise 1): in distribution
+TEST_CASES = tuple(
+    Case(f"test-{m}-peak{p}", scan, LowLight(peak=p, read_noise=1), "in distribution",
+         f"peak {p}, read noise 1 (a training level)", slices=32, seed=97 * i)
+    for m, scan in (("ct", "ct_chest_volume"), ("mr", "mr_brain_pd_volume"))
+    for i, p in enumerate((300, 100, 30)))
+
+#: unlike anything in training: fewer photons, stronger read noise, stronger speckle (test scans), and two
+#: 2D images never used in training nor in choosing the loss (ultrasound speckle, microscopy photon counting)
+OOD_CASES = (
+    Case("ood-ct-peak2", "ct_chest_volume", LowLight(peak=2, read_noise=0), "out of distribution",
+         "2 photons at full scale (training: 10-1000)", slices=32, seed=1),
+    Case("ood-mr-read15", "mr_brain_pd_volume", LowLight(peak=100, read_noise=15), "out of distribution",
+         "read noise 15 photons at peak 100 (training: 0-3)", slices=32, seed=2),
+    Case("ood-ct-speckle", "ct_chest_volume", Speckle(sigma=0.8), "out of distribution",
+         "multiplicative speckle 0.8 (training: 0.05-0.5, about 1 sample in 20)", slices=32, seed=3),
+    Case("ood-us-speckle", "us_rgb", Speckle(sigma=0.8), "out of distribution",
+         "an ultrasound frame with speckle 0.8 (training: 0.05-0.5)", slices=1, seed=4),
+    Case("ood-histology-peak3", "microscopy_histology", LowLight(peak=3, read_noise=0.5), "out of distribution",
+         "a histology image at 3 photons (training: 10-1000)", slices=1, seed=5),
 )

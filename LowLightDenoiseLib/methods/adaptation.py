@@ -13,10 +13,12 @@ small angles, zooms and intensity changes of training interpolate or reshape the
 self-supervised loss must not see).
 
 The guard: a share of the scan's pixels (random 8 x 8 blocks of every slice) is held out. Those
-pixels are never a training target; the guard loss (:data:`AdaptSettings.guard`) is measured on them
-alone, with fixed masks and draws, before adaptation and every few steps. Training stops early when
-it stops improving, the weights with the lowest held-out loss are kept, and when that loss is not
-lower than the un-adapted model's by ``min_gain``, the un-adapted model is used and the record says so.
+pixels are never a training target. On them alone, with fixed probes and masks, the guard measures
+before adaptation and every few steps the estimated error of the FULL output (Monte-Carlo SURE,
+:func:`~.selfsupervised.sure_risk`) and the blind-spot loss. A step counts as better when the error falls
+and the blind-spot loss does not rise; training stops early when nothing got better for ``patience``
+measurements, the best weights are kept, and when their error is not lower than the un-adapted model's
+by ``min_gain`` (3 %) the un-adapted model is used and the record says so.
 
 Deterministic with a seed: the patches, masks and draws come from NumPy generators seeded by it, so a
 run limited by ``max_steps`` gives the same weights every time; a run limited by time follows the same
@@ -28,7 +30,7 @@ import copy
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -44,6 +46,10 @@ from .selfsupervised import LOSSES, Domain, loss_function, sure_risk
 from .wrappers import DIHEDRAL, unwrap
 
 GUARDS = LOSSES + ("sure",)
+#: the held-out risk must fall by at least this much (noise variances) besides ``min_gain`` of itself
+MIN_RISK_GAIN = 0.002
+#: how much the held-out blind-spot loss may rise (noise variances) while the risk falls
+LOSS_TOLERANCE = 0.002
 
 
 
@@ -52,7 +58,6 @@ class AdaptSettings:
     """How :func:`adapt` trains and guards; the defaults are the measured choice (docs/adaptation.md)."""
 
     loss: str = "n2s"  #: training loss, one of :data:`~.selfsupervised.LOSSES`
-    guard: str = "sure"  #: held-out loss that decides early stopping and keeping, one of :data:`GUARDS`
     lr: float = 1e-4  #: Adam learning rate
     batch: int = 8  #: patches per step
     patch: int = 64  #: in-plane patch side (smaller for small images)
@@ -61,7 +66,7 @@ class AdaptSettings:
     eval_patches: int = 32  #: held-out patches the guard measures
     eval_every: int = 25  #: steps between guard measurements
     patience: int = 6  #: measurements without improvement before stopping early
-    min_gain: float = 0.005  #: the held-out loss must fall by this share (of the noise variance) to keep the weights
+    min_gain: float = 0.03  #: the held-out risk must fall by this share of itself to keep the adapted weights
     max_steps: Optional[int] = None  #: stop after this many steps (with no time budget: the only limit)
     threads: Optional[int] = None  #: torch threads while adapting (None: as they are)
 
@@ -69,8 +74,6 @@ class AdaptSettings:
         """The settings, checked (one sentence per bad value)."""
         if self.loss not in LOSSES:
             raise InputError(f"Unknown adaptation loss {self.loss!r}; use one of {', '.join(LOSSES)}.")
-        if self.guard not in GUARDS:
-            raise InputError(f"Unknown adaptation guard {self.guard!r}; use one of {', '.join(GUARDS)}.")
         positive = {"lr": self.lr, "batch": self.batch, "patch": self.patch, "depth": self.depth,
                     "eval_patches": self.eval_patches, "eval_every": self.eval_every, "patience": self.patience}
         for key, value in positive.items():
@@ -265,6 +268,80 @@ def _fix_variance(network: Any, batches: List[_Batch]) -> None:
             b.variance = b.domain.variance(b.domain.denoise(network, b.y))
 
 
+class _Training:
+    """The fine-tuning loop and its guard: the held-out risk (SURE of the full output) must fall, and the
+    held-out blind-spot loss must not rise; the weights of the lowest risk so far are kept."""
+
+    def __init__(self, network: Any, sources: List[_Source], shape: Tuple[int, ...], spec: Any,
+                 held: List[_Batch], settings: AdaptSettings, device: str, seed: int) -> None:
+        import torch
+
+        self.network = copy.deepcopy(network).to(device).eval()  # eval: no normalisation statistics change
+        for p in self.network.parameters():
+            p.requires_grad_(True)
+        self.sources, self.shape, self.spec, self.held = sources, shape, spec, held
+        self.settings, self.device, self.seed = settings, device, seed
+        self.optimiser = torch.optim.Adam(self.network.parameters(), lr=float(settings.lr))
+        self.rng = np.random.default_rng([seed, 3])
+        self.loss = loss_function(settings.loss)
+        self.step, self.bad, self.best_step, self.stopped = 0, 0, 0, "budget"
+        self.best_state: Optional[Dict[str, Any]] = None
+        t = time.perf_counter()
+        _fix_variance(self.network, held)
+        self.before = self.best = self.guard()
+        self.eval_seconds = time.perf_counter() - t
+
+    def guard(self) -> Tuple[float, float]:
+        """(SURE risk of the full output, blind-spot loss) over the held-out pixels."""
+        return (_heldout_loss(self.network, self.held, "sure", self.seed),
+                _heldout_loss(self.network, self.held, "n2s", self.seed))
+
+    def measure(self, monitor: Optional[Callable[[int, float, Any], None]]) -> None:
+        current = self.guard()
+        if monitor is not None:
+            monitor(self.step, current[0], self.network)
+        if current[0] < self.best[0] and current[1] <= self.before[1] + LOSS_TOLERANCE:
+            self.best, self.best_step, self.bad = current, self.step, 0
+            self.best_state = {k: t.detach().to("cpu", copy=True) for k, t in self.network.state_dict().items()}
+        else:
+            self.bad += 1
+
+    def done(self, elapsed: float, budget: Optional[float]) -> bool:
+        if budget is not None and elapsed + self.eval_seconds >= budget:
+            self.stopped = "budget"
+        elif self.settings.max_steps is not None and self.step >= self.settings.max_steps:
+            self.stopped = "steps"
+        elif self.bad >= self.settings.patience:
+            self.stopped = "early stop"
+        else:
+            return False
+        return True
+
+    def train(self, t0: float, budget: Optional[float], control: RunControl,
+              monitor: Optional[Callable[[int, float, Any], None]]) -> None:
+        import torch
+
+        s = self.settings
+        while not self.done(time.perf_counter() - t0, budget):
+            fractions = [(time.perf_counter() - t0) / budget if budget else 0.0,
+                         self.step / s.max_steps if s.max_steps else 0.0]
+            control.step(max(fractions), f"adapting {self.spec.name}: step {self.step}, held-out risk "
+                                         f"{self.best[0]:.4f} (before {self.before[0]:.4f})")
+            b = _batch(self.sources, _picks(self.sources, self.shape, s.batch, self.rng), self.shape, self.spec,
+                       False, self.device)
+            total, weight = self.loss(self.network, b.y, b.domain, b.weights, self.rng)
+            if float(weight) > 0:
+                self.optimiser.zero_grad(set_to_none=True)
+                (total / weight).backward()
+                torch.nn.utils.clip_grad_norm_(self.network.parameters(), 1.0)
+                self.optimiser.step()
+            self.step += 1
+            if self.step % s.eval_every == 0:
+                self.measure(monitor)
+        if self.step % s.eval_every:
+            self.measure(monitor)
+
+
 def _scan_name(volume: Volume) -> str:
     path = volume.metadata.get("path")
     shape = " x ".join(str(s) for s in volume.array.shape)
@@ -314,68 +391,22 @@ def adapt(volume: Volume, method: Any = "default-2d", budget_seconds: Optional[f
     if settings.threads:
         torch.set_num_threads(int(settings.threads))
     try:
-        network = copy.deepcopy(learned.network).to(device).eval()  # eval: no normalisation statistics change
-        for p in network.parameters():
-            p.requires_grad_(True)
-        t_eval = time.perf_counter()
-        _fix_variance(network, held)
-        before = _heldout_loss(network, held, settings.guard, opts.seed)
-        eval_seconds = time.perf_counter() - t_eval
-        best, best_step, best_state, stopped = before, 0, None, "budget"
-        optimiser = torch.optim.Adam(network.parameters(), lr=float(settings.lr))
-        train_rng = np.random.default_rng([opts.seed, 3])
-        loss_fn = loss_function(settings.loss)
-        step, bad = 0, 0
-        while True:
-            elapsed = time.perf_counter() - t0
-            if budget is not None and elapsed + eval_seconds >= budget:
-                break
-            if settings.max_steps is not None and step >= settings.max_steps:
-                stopped = "steps"
-                break
-            if bad >= settings.patience:
-                stopped = "early stop"
-                break
-            fractions = [elapsed / budget if budget else 0.0, step / settings.max_steps if settings.max_steps else 0.0]
-            control.step(max(fractions), f"adapting {spec.name}: step {step}, held-out loss {best:.4f} "
-                                         f"(before {before:.4f})")
-            b = _batch(sources, _picks(sources, shape, settings.batch, train_rng), shape, spec, False, device)
-            total, weight = loss_fn(network, b.y, b.domain, b.weights, train_rng)
-            if float(weight) > 0:
-                optimiser.zero_grad(set_to_none=True)
-                (total / weight).backward()
-                torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
-                optimiser.step()
-            step += 1
-            last = step % settings.eval_every == 0
-            if last:
-                current = _heldout_loss(network, held, settings.guard, opts.seed)
-                if monitor is not None:
-                    monitor(step, current, network)
-                if current < best:
-                    best, best_step, bad = current, step, 0
-                    best_state = {k: t.detach().to("cpu", copy=True) for k, t in network.state_dict().items()}
-                else:
-                    bad += 1
-        if step and step % settings.eval_every:
-            current = _heldout_loss(network, held, settings.guard, opts.seed)
-            if monitor is not None:
-                monitor(step, current, network)
-            if current < best:
-                best, best_step = current, step
-                best_state = {k: t.detach().to("cpu", copy=True) for k, t in network.state_dict().items()}
+        run = _Training(learned.network, sources, shape, spec, held, settings, device, opts.seed)
+        run.train(t0, budget, control, monitor)
     finally:
         torch.set_num_threads(threads)
-    kept = best_state is not None and best <= before - float(settings.min_gain)
+    kept = run.best_state is not None and run.best[0] <= run.before[0] - max(
+        float(settings.min_gain) * abs(run.before[0]), MIN_RISK_GAIN)
     record = AdaptationRecord(
-        model=spec.name, version=spec.version, loss=settings.loss, guard=settings.guard, budget_seconds=budget,
-        seconds=round(time.perf_counter() - t0, 2), steps=step, best_step=best_step if kept else 0,
-        heldout_before=float(before), heldout_after=float(best), kept=bool(kept), stopped=stopped,
-        seed=int(opts.seed), scan=_scan_name(volume), settings=dataclasses.asdict(settings))
+        model=spec.name, version=spec.version, loss=settings.loss, budget_seconds=budget,
+        seconds=round(time.perf_counter() - t0, 2), steps=run.step, best_step=run.best_step if kept else 0,
+        risk_before=run.before[0], risk_after=run.best[0], loss_before=run.before[1], loss_after=run.best[1],
+        kept=bool(kept), stopped=run.stopped, seed=int(opts.seed), scan=_scan_name(volume),
+        settings=dataclasses.asdict(settings))
     inner = learned
     if kept:
         network = spec.build_network()
-        network.load_state_dict(best_state)
+        network.load_state_dict(run.best_state)
         adapted = dataclasses.replace(spec, name=spec.name + ADAPTED_SUFFIX,
                                       title=f"{spec.name} {spec.version} adapted to {record.scan}")
         inner = LearnedMethod(adapted, network, device=learned.device, settings=learned.settings)

@@ -34,13 +34,14 @@ class AdaptationRecord:
     model: str
     version: str
     loss: str
-    guard: str
     budget_seconds: Optional[float]
     seconds: float
     steps: int
     best_step: int
-    heldout_before: float
-    heldout_after: float
+    risk_before: float  #: held-out SURE risk of the full output, in noise variances, un-adapted model
+    risk_after: float  #: the same for the kept weights (the lowest reached)
+    loss_before: float  #: held-out blind-spot (Noise2Self) loss, in noise variances, un-adapted model
+    loss_after: float
     kept: bool
     stopped: str  #: "budget", "steps" or "early stop"
     seed: int
@@ -49,18 +50,19 @@ class AdaptationRecord:
 
     def columns(self) -> Dict[str, Any]:
         return {"adapt_budget_s": self.budget_seconds, "adapt_seconds": self.seconds, "adapt_steps": self.steps,
-                "adapt_best_step": self.best_step,
-                "adapt_loss_before": round(self.heldout_before, 5), "adapt_loss_after": round(self.heldout_after, 5),
-                "adapt_kept": self.kept}
+                "adapt_best_step": self.best_step, "adapt_risk_before": round(self.risk_before, 5),
+                "adapt_risk_after": round(self.risk_after, 5), "adapt_loss_before": round(self.loss_before, 5),
+                "adapt_loss_after": round(self.loss_after, 5), "adapt_kept": self.kept}
 
     def sentence(self) -> str:
         """One sentence for the user: what was done and whether the adapted weights are used."""
         head = (f"Adapted {self.model} to this scan for {self.seconds:.0f} s ({self.steps} steps, "
-                f"{LOSS_TITLES[self.loss]}, stopped by {self.stopped}): held-out {self.guard} loss "
-                f"{self.heldout_before:.4f} -> {self.heldout_after:.4f}")
+                f"{LOSS_TITLES[self.loss]}, stopped by {self.stopped}): estimated error on held-out pixels "
+                f"{self.risk_before:.4f} -> {self.risk_after:.4f} noise variances, blind-spot loss "
+                f"{self.loss_before:.4f} -> {self.loss_after:.4f}")
         if self.kept:
             return f"{head}, so the adapted weights (step {self.best_step}) are used."
-        return (f"{head}, not lower by {self.settings.get('min_gain', 0):g} noise variances, so the un-adapted "
+        return (f"{head}; the error did not fall by {self.settings.get('min_gain', 0):.0%}, so the un-adapted "
                 "model is used.")
 
     def to_dict(self) -> Dict[str, Any]:
@@ -149,8 +151,9 @@ def adaptation_card(record: AdaptationRecord, file_name: str) -> str:
     rows = [("base model", f"{record.model} {record.version}"), ("scan", record.scan),
             ("loss", f"{LOSS_TITLES[record.loss]} (`{record.loss}`), in the network's own input domain"),
             ("budget", f"{budget}; {record.seconds:g} s used, {record.steps} steps, stopped by {record.stopped}"),
-            (f"held-out guard loss ({LOSS_TITLES[record.guard]})",
-             f"{record.heldout_before:.5f} before, {record.heldout_after:.5f} after (best step {record.best_step})"),
+            ("held-out error (Monte-Carlo SURE of the full output, noise variances)",
+             f"{record.risk_before:.5f} before, {record.risk_after:.5f} after (best step {record.best_step})"),
+            ("held-out blind-spot loss (noise variances)", f"{record.loss_before:.5f} before, {record.loss_after:.5f} after"),
             ("kept", kept), ("seed", str(record.seed)), ("settings", f"`{json.dumps(record.settings)}`")]
     lines = [f"# Adapted weights: {file_name}", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
