@@ -251,3 +251,12 @@ def test_docs_name_the_current_slicer_releases():
     text = (REPO / "docs" / "slicer.md").read_text()
     assert "Slicer **5.12** (the current stable release), 5.10 and 5.8" in text
     assert "## What to check in a real Slicer (manual test list)" in text
+
+
+def test_the_strength_slider_has_the_one_meaning_of_the_library():
+    from LowLightDenoiseLib.options import MAX_STRENGTH
+
+    cls, props = ui_widgets()["strengthSliderWidget"]
+    assert (float(props["minimum"]), float(props["maximum"]), float(props["value"])) == (0.0, MAX_STRENGTH, 1.0)
+    assert "1 = automatic, 0 leaves the input unchanged, up to 3" in props["toolTip"]
+    assert parameter_fields()["strength"] == "Annotated[float, WithinRange(0.0, MAX_STRENGTH), Default(1.0)]"
