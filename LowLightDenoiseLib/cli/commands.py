@@ -106,6 +106,7 @@ def cmd_denoise(args: argparse.Namespace, console: Console) -> int:
         outputs.table(args.metrics, "The metrics file")
         outputs.reading(args.input)
         outputs.reading(args.reference, "reference")
+        _weights_outputs(args.save_weights, outputs, args.adapt is not None)
         outputs.check()
         options = _options(args)
         method = args.method or DEFAULT_METHOD
@@ -113,6 +114,8 @@ def cmd_denoise(args: argparse.Namespace, console: Console) -> int:
         volume = _read(args.input)
         reference = _read(args.reference, "The reference") if args.reference else None
         _fits_output(volume, args.output, args)
+        if args.adapt is not None:
+            methods = [_adapt(volume, methods[0], args.adapt, options, console)]
         with console.progress(f"denoise ({method})") as bar:
             done = run_methods(volume, methods, options, reference=reference, data_range=args.data_range,
                                progress=bar, force_reference=args.force_reference)
@@ -122,12 +125,56 @@ def cmd_denoise(args: argparse.Namespace, console: Console) -> int:
         if args.metrics:
             stage_text(args.metrics, table_text(rows, table_format(args.metrics)), outputs.staging,
                        replace=args.overwrite)
+        if args.save_weights:
+            from ..methods.adapted import stage_adapted
+
+            stage_adapted(methods[0], args.save_weights, outputs.staging, replace=args.overwrite)
         outputs.commit()
     console.info(f"Wrote {args.output} ({result.method}, {result.mode}, {result.device}, {result.seconds:.2f} s).")
     for warning in done.warnings + result.warnings:
         console.info(f"Note: {warning}")
     if reference is not None or args.metrics:
         print(format_table(rows))
+    return 0
+
+
+def _weights_outputs(path: Optional[str], outputs: Outputs, adapting: bool = True) -> None:
+    """Adapted weights and their card as outputs of the command (checked now, published with the rest)."""
+    if not path:
+        return
+    from ..methods.adapted import card_path, check_weights_path
+
+    if not adapting:
+        raise InputError("--save-weights keeps the weights that --adapt makes; give --adapt SECONDS too.")
+    check_weights_path(path)
+    outputs.table(path, "The weights file")
+    outputs.table(str(card_path(path)), "The card file")
+
+
+def _adapt(volume: Any, method: Any, budget: float, options: RunOptions, console: Console,
+           steps: Optional[int] = None) -> Any:
+    """``method`` adapted to ``volume`` (:func:`..methods.adaptation.adapt`); says what happened."""
+    from ..methods.adaptation import AdaptSettings, adapt
+
+    with console.progress(f"adapt ({method})") as bar:
+        adapted = adapt(volume, method, budget, options, settings=AdaptSettings(max_steps=steps), progress=bar)
+    console.info(adapted.record.sentence())
+    return adapted
+
+
+def cmd_adapt(args: argparse.Namespace, console: Console) -> int:
+    from ..methods.adapted import card_path, stage_adapted
+
+    with Outputs(args.overwrite) as outputs:
+        _weights_outputs(args.weights, outputs)
+        outputs.reading(args.input)
+        outputs.check()
+        options = RunOptions(axis=args.axis, device=args.device, seed=args.seed).validated()
+        volume = _read(args.input)
+        adapted = _adapt(volume, args.method or DEFAULT_METHOD, args.budget, options, console, args.steps)
+        stage_adapted(adapted, args.weights, outputs.staging, replace=args.overwrite)
+        outputs.commit()
+    console.info(f"Wrote {args.weights} and its card {card_path(args.weights)}.")
     return 0
 
 
@@ -358,6 +405,6 @@ def cmd_benchmark(argv: Sequence[str]) -> int:
 
 
 COMMANDS: Dict[str, Callable[[argparse.Namespace, Console], int]] = {
-    "denoise": cmd_denoise, "simulate": cmd_simulate, "estimate-noise": cmd_estimate_noise,
+    "denoise": cmd_denoise, "adapt": cmd_adapt, "simulate": cmd_simulate, "estimate-noise": cmd_estimate_noise,
     "evaluate": cmd_evaluate, "compare": cmd_compare, "methods": cmd_methods, "models": cmd_models,
 }

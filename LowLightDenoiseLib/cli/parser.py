@@ -42,6 +42,15 @@ def _add_metric_options(p: argparse.ArgumentParser) -> None:
                         "instead of an error; the size must still match)")
 
 
+def _add_adapt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adapt", type=float, default=None, metavar="SECONDS",
+                   help="first adapt the learned model to this scan for SECONDS (self-supervised, no clean image; "
+                        "the un-adapted model is used when adapting does not help; the table records it)")
+    p.add_argument("--save-weights", metavar="FILE",
+                   help="with --adapt: also write the adapted weights to FILE (*.safetensors, card beside it), for "
+                        "--method FILE on more scans from the same scanner")
+
+
 def _add_dtype(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=None,
                    help="pixel type of the written file (e.g. float32); default: the input's type when values fit")
@@ -65,6 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_metric_options(p)
     _add_dtype(p)
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT (and the metrics file) if they exist")
+    _add_adapt(p)
+    _add_common(p)
+
+    p = sub.add_parser("adapt", help="adapt a learned model to a scan, keep the weights for its scanner",
+                       description="Fine-tune a learned model on INPUT itself (self-supervised: no clean image) and "
+                                   "write the weights to WEIGHTS with a card beside it, for 'denoise --method WEIGHTS' "
+                                   "on more scans from the same scanner (see docs/adaptation.md).")
+    p.add_argument("input", metavar="INPUT", help="the noisy scan to adapt to (image file or DICOM folder)")
+    p.add_argument("weights", metavar="WEIGHTS", help="weights file to write (*.safetensors; its card goes beside it "
+                                                      "as .md)")
+    p.add_argument("--method", default=None,
+                   help=f"the learned model to adapt: a registered name or a weights file (default {DEFAULT_METHOD})")
+    p.add_argument("--budget", type=float, default=120.0, metavar="SECONDS",
+                   help="time for the adaptation, in seconds (default 120)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="stop after this many steps at the latest (the same seed and steps give the same weights)")
+    p.add_argument("--axis", type=int, choices=AXES, default=0, help="slice axis of a 2D model (default 0)")
+    p.add_argument("--device", default="auto", help="auto (GPU when available), cuda, cuda:N or cpu")
+    p.add_argument("--seed", type=int, default=0, help="seed of the patches and masks (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace WEIGHTS and its card if they exist")
     _add_common(p)
 
     p = sub.add_parser("simulate", help="degrade a clean image (low light, noise)",

@@ -109,38 +109,58 @@ class AdaptedMethod(MethodWrapper):
 # weights files
 
 
-def save_adapted(method: AdaptedMethod, path: Union[str, Path], card: bool = True) -> Path:
-    """Write ``method``'s weights as safetensors (model spec and adaptation record as metadata), atomically,
-    and with ``card`` a Markdown card beside them (same name, ``.md``). Returns the weights path.
+def check_weights_path(path: Union[str, Path]) -> Path:
+    """The path of adapted weights: a ``.safetensors`` name (its card goes beside it as ``.md``), or one sentence."""
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        raise InputError(f"Adapted weights are written as safetensors: name the file *.safetensors, not {path.name}.")
+    return path
 
-    When the guard refused the adaptation the file holds the un-adapted weights, and says so.
-    """
+
+def card_path(path: Union[str, Path]) -> Path:
+    """Where the card of a weights file goes: beside it, ``.md`` instead of ``.safetensors``."""
+    return Path(path).with_suffix(".md")
+
+
+def stage_adapted(method: AdaptedMethod, path: Union[str, Path], staging: Any, *, replace: bool = True,
+                  card: bool = True) -> Path:
+    """Write ``method``'s weights (safetensors, model spec and adaptation record as metadata) and, with
+    ``card``, its card to temporaries that ``staging`` (a :class:`~..files.Staging`) publishes."""
     import os
 
     from safetensors.torch import save_file
 
-    from ..tables import write_text_atomic
+    from ..tables import stage_text
 
     if not isinstance(method, AdaptedMethod):
         raise InputError(f"Only an adapted model can be saved this way, not {type(method).__name__}.")
-    path = Path(path)
-    if path.suffix.lower() != ".safetensors":
-        raise InputError(f"Adapted weights are written as safetensors: name the file *.safetensors, not {path.name}.")
+    path = check_weights_path(path)
     if not path.parent.is_dir():
         raise InputError(f"The folder {path.parent} of {path} does not exist.")
     learned = unwrap(method)
     state = {k: t.detach().cpu().contiguous().clone() for k, t in learned.network.state_dict().items()}
     metadata = {"spec": json.dumps(learned.spec.to_dict()), "adaptation": json.dumps(method.record.to_dict())}
-    part = path.with_name(path.name + ".part")
-    try:
-        save_file(state, str(part), metadata=metadata)
-        os.replace(part, path)
-    finally:
-        if part.exists():
-            part.unlink()
+    fd, tmp = staging.temp_file(path)
+    os.close(fd)
+    save_file(state, str(tmp), metadata=metadata)
+    staging.add(tmp, path, replace)
     if card:
-        write_text_atomic(path.with_suffix(".md"), adaptation_card(method.record, path.name))
+        stage_text(card_path(path), adaptation_card(method.record, path.name), staging, replace=replace)
     return path
+
+
+def save_adapted(method: AdaptedMethod, path: Union[str, Path], card: bool = True) -> Path:
+    """Write ``method``'s weights as safetensors (model spec and adaptation record as metadata) and, with
+    ``card``, a Markdown card beside them (same name, ``.md``), both or neither. Returns the weights path.
+
+    When the guard refused the adaptation the file holds the un-adapted weights, and says so.
+    """
+    from ..files import Staging
+
+    with Staging() as staging:
+        stage_adapted(method, path, staging, card=card)
+        staging.commit()
+    return Path(path)
 
 
 def adaptation_card(record: AdaptationRecord, file_name: str) -> str:
