@@ -47,6 +47,7 @@ def render(entry: Dict[str, Any], done: Dict[str, Any], report: Optional[Dict[st
         f"| network arguments | `{json.dumps(spec.network)}` |",
         f"| input | `{json.dumps(entry['input'])}` ({describe_input(spec.input)}; blind: OIDN takes no noise level) |",
         f"| category | {spec.category} |",
+        "| intended use | Research use only; not for diagnosis. |",
         f"| modalities | {', '.join(entry['modalities'])} |",
         f"| weights | `Resources/Models/{entry['file']}`, {entry['size']:,} bytes, sha256 `{entry['sha256']}` |",
         f"| release asset | {entry['url']} |",
