@@ -145,6 +145,20 @@ def test_a_scan_writes_its_output_and_then_a_sidecar_that_makes_a_rerun_skip_it(
     assert sidecar.up_to_date(task.output, task.key, task.input, None) is None
 
 
+def test_format_writes_every_output_in_that_format_with_the_voxels_of_the_input_format(tmp_path, ct_path):
+    from LowLightDenoiseLib.io import read_volume
+
+    (tmp_path / "out").mkdir()
+    scan = manifest.Scan(name="ct", input=str(ct_path), method="gaussian", options=OPTIONS)
+    as_mha = plan_tasks([scan], tmp_path / "out", fmt="mha")[0]
+    as_nrrd = plan_tasks([scan], tmp_path / "out")[0]
+    assert as_mha.output.endswith("ct.mha") and as_nrrd.output.endswith("ct.nrrd") and as_mha.key != as_nrrd.key
+    assert process_scan(as_mha)["row"]["status"] == process_scan(as_nrrd)["row"]["status"] == "done"
+    a, b = read_volume(as_mha.output), read_volume(as_nrrd.output)
+    assert a.array.dtype == b.array.dtype and (a.array == b.array).all() and a.spacing == b.spacing
+    assert sorted(os.listdir(tmp_path / "out")) == ["ct.mha", "ct.mha.json", "ct.nrrd", "ct.nrrd.json"]
+
+
 def test_a_failing_scan_returns_its_sentence_and_writes_nothing(tmp_path, ct_path):
     broken = tmp_path / "broken.nrrd"
     broken.write_bytes(ct_path.read_bytes()[:1500])
