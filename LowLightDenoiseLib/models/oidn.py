@@ -24,7 +24,8 @@ models use :data:`OIDN_BASE` (0.91 M parameters with 3 colour channels), its "fa
   image channel is multiplied by ``input_scale``, sanitised (NaN to 0, clamped to ``[0, 65504]``, or
   ``[0, 1]`` for ``srgb``), sent through OIDN's transfer function into the network's domain; the output
   is clamped at 0, sent back through the inverse, averaged over its colour channels (OIDN's rule for a
-  one-channel output image) and divided by ``input_scale``. A grey image is OIDN's colour input with
+  one-channel output image) and divided by ``input_scale``. ``clamp: false`` leaves out the clamp of the
+  output (its zero gradient below 0 stalls a network trained from random weights). A grey image is OIDN's colour input with
   three equal channels, so the converted weights of ``enc_conv0`` and of the input part of
   ``dec_conv1a`` are summed over the three colours (exact for equal channels).
 * ``"none"``: the U-Net alone, on whatever the model's input configuration produces (e.g. the
@@ -110,7 +111,8 @@ class OIDNUNet(nn.Module):
     """OIDN's U-Net (2D); see the module's description for ``features``, ``transfer`` and ``input_scale``."""
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1, features: Sequence[int] = OIDN_BASE,
-                 out_channels: int = 1, transfer: str = "none", input_scale: float = 1.0) -> None:
+                 out_channels: int = 1, transfer: str = "none", input_scale: float = 1.0,
+                 clamp: bool = True) -> None:
         super().__init__()
         if spatial_dims != 2:
             raise ValueError("oidn_unet is a 2D network: spatial_dims must be 2.")
@@ -125,6 +127,7 @@ class OIDNUNet(nn.Module):
         ec1, ec2, ec3, ec4, ec5, dc4, dc3, dc2a, dc2b, dc1a, dc1b = widths
         self.transfer = transfer
         self.input_scale = float(input_scale)
+        self.clamp = bool(clamp)
         self.in_channels = int(in_channels)
 
         def conv(cin: int, cout: int, relu: bool = True) -> nn.Module:
@@ -181,7 +184,8 @@ class OIDNUNet(nn.Module):
         if pad_h or pad_w:  # OIDN pads its tiles with zeros
             v = F.pad(v, (0, pad_w, 0, pad_h))
         y = self.unet(v)[..., :h, :w].float()
-        y = transfer_inverse(self.transfer, torch.nan_to_num(y, nan=0.0).clamp_min(0.0))
+        y = torch.nan_to_num(y, nan=0.0)
+        y = transfer_inverse(self.transfer, y.clamp_min(0.0) if self.clamp else y)
         y = y.mean(dim=1, keepdim=True)
         if self.transfer == "srgb":
             y = y.clamp_max(1.0)

@@ -253,3 +253,20 @@ def test_fine_tuning_starts_from_the_shipped_weights_with_a_silent_noise_channel
         assert float((a - as_is(x)).abs().max()) < 2e-3
     with pytest.raises(ValueError, match="does not adapt"):
         initialise_from(OIDNUNet(2, 2, OIDN_SMALL, out_channels=1), state)
+
+
+def test_without_the_output_clamp_a_negative_output_still_has_a_gradient():
+    """OIDN clamps its output at 0; a network trained from random weights is built without (clamp=False)."""
+    x = torch.rand(1, 2, 32, 32)
+    for clamp in (True, False):
+        torch.manual_seed(0)
+        net = OIDNUNet(2, 2, OIDN_SMALL, out_channels=1, transfer="pu", clamp=clamp)
+        with torch.no_grad():
+            net.dec_conv0.conv.bias.fill_(-5.0)
+        y = net(x)
+        y.sum().backward()
+        grad = float(net.dec_conv0.conv.bias.grad.abs().sum())
+        if clamp:
+            assert float(y.abs().max()) == 0.0 and grad == 0.0
+        else:
+            assert float(y.max()) < 0.0 and grad > 0.0
