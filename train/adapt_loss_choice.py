@@ -44,7 +44,7 @@ def run_case(case: Any, loss: str, steps: int, every: int, lr: float, seed: int 
     picks = _picks(sources, shape, settings.eval_patches, np.random.default_rng([seed, 1]))
     held = [_batch(sources, picks[i:i + settings.batch], shape, spec, True, "cpu")
             for i in range(0, len(picks), settings.batch)]
-    _fix_variance(base.network, held)
+    _fix_variance(base, sources, held)
     rows: List[Dict[str, Any]] = []
     clock = {"start": time.perf_counter(), "outside": 0.0}
 
@@ -55,7 +55,7 @@ def run_case(case: Any, loss: str, steps: int, every: int, lr: float, seed: int 
         row = {"step": step, "train_s": round(t - clock["start"] - clock["outside"], 1)}
         row.update(scores(out.volume, clean))
         for guard in GUARDS:
-            row[f"guard_{guard}"] = _heldout_loss(network, held, guard, seed)
+            row[f"guard_{guard}"] = _heldout_loss(method, sources, held, guard, seed)
         rows.append(row)
         clock["outside"] += time.perf_counter() - t
 

@@ -41,11 +41,12 @@ from ..options import RunOptions, resolve_device
 from ..progress import CancelToken, ProgressCallback, RunControl
 from ..volume import Volume, validate_values
 from .adapted import ADAPTED_SUFFIX, AdaptationRecord, AdaptedMethod
+from .base import MethodContext
 from .learned import LearnedMethod
-from .selfsupervised import LOSSES, Domain, loss_function, sure_risk
+from .selfsupervised import LOSSES, Domain, NetworkModel, loss_function, sure_risk
 from .wrappers import DIHEDRAL, unwrap
 
-GUARDS = LOSSES + ("sure",)
+GUARDS = ("n2s", "nb2nb", "sure")  # held-out measures the choice script compares (r2r needs the raw network)
 #: the held-out risk must fall by at least this much (noise variances) besides ``min_gain`` of itself
 MIN_RISK_GAIN = 0.002
 #: how much the held-out blind-spot loss may rise (noise variances) while the risk falls
@@ -63,9 +64,9 @@ class AdaptSettings:
     patch: int = 64  #: in-plane patch side (smaller for small images)
     depth: int = 8  #: patch depth of a 3D model
     holdout: float = 0.2  #: share of 8 x 8 blocks held out for the guard
-    eval_patches: int = 32  #: held-out patches the guard measures
-    eval_every: int = 25  #: steps between guard measurements
-    patience: int = 6  #: measurements without improvement before stopping early
+    eval_patches: int = 16  #: held-out patches the guard measures
+    eval_every: int = 40  #: steps between guard measurements
+    patience: int = 5  #: measurements without improvement before stopping early
     min_gain: float = 0.03  #: the held-out risk must fall by this share of itself to keep the adapted weights
     max_steps: Optional[int] = None  #: stop after this many steps (with no time budget: the only limit)
     threads: Optional[int] = None  #: torch threads while adapting (None: as they are)
@@ -184,6 +185,7 @@ class _Batch:
     y: Any  # (B, 1, *patch)
     domain: Domain
     weights: Any  # (B, 1, *patch): 1 where a pixel may be a target
+    channels: List[int]  # the source (channel) of each patch
     variance: Any = None  # the guard's noise variance per pixel (fixed: at the un-adapted model's output)
 
 
@@ -206,7 +208,7 @@ def _batch(sources: List[_Source], picks: List[tuple], shape: Tuple[int, ...], s
         ps.append(_parameters(src.noise))
     y, w = (torch.from_numpy(np.stack(a).astype(np.float32)).to(device) for a in (ys, ws))
     params = torch.tensor(ps, dtype=torch.float32, device=device)
-    return _Batch(y, Domain(params, spec.input, len(shape)), w)
+    return _Batch(y, Domain(params, spec.input, len(shape)), w, [i for i, _, _ in picks])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -240,7 +242,32 @@ def _budget(budget_seconds: Any, settings: AdaptSettings) -> Optional[float]:
     return budget
 
 
-def _heldout_loss(network: Any, batches: List[_Batch], guard: str, seed: int) -> float:
+class _EngineModel:
+    """The model exactly as the engine runs it (:meth:`LearnedMethod.apply`, with whatever it does around the
+    network), on a batch of patches, without gradients: what the guard judges."""
+
+    def __init__(self, method: LearnedMethod, sources: List[_Source], batch: _Batch) -> None:
+        self.method, self.sources, self.batch, self.domain = method, sources, batch, batch.domain
+
+    def __call__(self, y: Any) -> Any:
+        import torch
+
+        patches = y[:, 0].detach().cpu().numpy()
+        out = np.empty_like(patches)
+        dims = self.method.spec.spatial_dims
+        for channel in sorted(set(self.batch.channels)):
+            index = [i for i, c in enumerate(self.batch.channels) if c == channel]
+            context = MethodContext(spatial_dims=dims, noise=self.sources[channel].noise, device=self.method.device)
+            if dims == 2:  # 2D patches of one channel: one block of slices
+                out[index] = self.method.apply(np.ascontiguousarray(patches[index]), context)
+            else:
+                for i in index:
+                    out[i] = self.method.apply(np.ascontiguousarray(patches[i]), context)
+        return torch.from_numpy(out[:, np.newaxis]).to(y.device)
+
+
+def _heldout_loss(method: LearnedMethod, sources: List[_Source], batches: List[_Batch], guard: str,
+                  seed: int) -> float:
     """The guard loss over the held-out pixels, with the same masks and draws at every call, in noise variances."""
     import torch
 
@@ -248,10 +275,11 @@ def _heldout_loss(network: Any, batches: List[_Batch], guard: str, seed: int) ->
     total, weight, scale = 0.0, 0.0, 0.0
     with torch.no_grad():
         for b in batches:
+            model = _EngineModel(method, sources, b)
             if guard == "sure":
-                s, n = sure_risk(network, b.y, b.domain, b.weights, rng, variance=b.variance)
+                s, n = sure_risk(model, b.y, b.weights, rng, variance=b.variance)
             else:
-                s, n = loss_function(guard)(network, b.y, b.domain, b.weights, rng)
+                s, n = loss_function(guard)(model, b.y, b.weights, rng)
             total, weight = total + float(s), weight + float(n)
             scale += float((b.variance * b.weights).sum())
     if guard == "sure":  # unweighted squared error: in units of the mean noise variance of the held-out pixels
@@ -259,26 +287,27 @@ def _heldout_loss(network: Any, batches: List[_Batch], guard: str, seed: int) ->
     return total / max(weight, 1e-12)
 
 
-def _fix_variance(network: Any, batches: List[_Batch]) -> None:
+def _fix_variance(method: LearnedMethod, sources: List[_Source], batches: List[_Batch]) -> None:
     """The guard's noise variance at each held-out pixel: ``a x + b`` at the un-adapted model's output."""
-    import torch
-
-    with torch.no_grad():
-        for b in batches:
-            b.variance = b.domain.variance(b.domain.denoise(network, b.y))
+    for b in batches:
+        b.variance = b.domain.variance(_EngineModel(method, sources, b)(b.y))
 
 
 class _Training:
     """The fine-tuning loop and its guard: the held-out risk (SURE of the full output) must fall, and the
     held-out blind-spot loss must not rise; the weights of the lowest risk so far are kept."""
 
-    def __init__(self, network: Any, sources: List[_Source], shape: Tuple[int, ...], spec: Any,
+    def __init__(self, learned: LearnedMethod, sources: List[_Source], shape: Tuple[int, ...], spec: Any,
                  held: List[_Batch], settings: AdaptSettings, device: str, seed: int) -> None:
         import torch
 
-        self.network = copy.deepcopy(network).to(device).eval()  # eval: no normalisation statistics change
+        self.network = copy.deepcopy(learned.network).to(device).eval()  # eval: no normalisation statistics change
         for p in self.network.parameters():
             p.requires_grad_(True)
+        # the training network as the engine runs it, for the guard (weights shared, updated in place); one
+        # window per patch and a batch of them per call (the engine's plan would pad a patch to a big tile)
+        whole = dataclasses.replace(learned.settings, tile=int(shape[-1]), sw_batch_size=int(settings.batch))
+        self.method = LearnedMethod(spec, self.network, device=device, settings=whole)
         self.sources, self.shape, self.spec, self.held = sources, shape, spec, held
         self.settings, self.device, self.seed = settings, device, seed
         self.optimiser = torch.optim.Adam(self.network.parameters(), lr=float(settings.lr))
@@ -287,14 +316,14 @@ class _Training:
         self.step, self.bad, self.best_step, self.stopped = 0, 0, 0, "budget"
         self.best_state: Optional[Dict[str, Any]] = None
         t = time.perf_counter()
-        _fix_variance(self.network, held)
+        _fix_variance(self.method, sources, held)
         self.before = self.best = self.guard()
         self.eval_seconds = time.perf_counter() - t
 
     def guard(self) -> Tuple[float, float]:
         """(SURE risk of the full output, blind-spot loss) over the held-out pixels."""
-        return (_heldout_loss(self.network, self.held, "sure", self.seed),
-                _heldout_loss(self.network, self.held, "n2s", self.seed))
+        return (_heldout_loss(self.method, self.sources, self.held, "sure", self.seed),
+                _heldout_loss(self.method, self.sources, self.held, "n2s", self.seed))
 
     def measure(self, monitor: Optional[Callable[[int, float, Any], None]]) -> None:
         current = self.guard()
@@ -329,7 +358,7 @@ class _Training:
                                          f"{self.best[0]:.4f} (before {self.before[0]:.4f})")
             b = _batch(self.sources, _picks(self.sources, self.shape, s.batch, self.rng), self.shape, self.spec,
                        False, self.device)
-            total, weight = self.loss(self.network, b.y, b.domain, b.weights, self.rng)
+            total, weight = self.loss(NetworkModel(self.network, b.domain), b.y, b.weights, self.rng)
             if float(weight) > 0:
                 self.optimiser.zero_grad(set_to_none=True)
                 (total / weight).backward()
@@ -391,7 +420,7 @@ def adapt(volume: Volume, method: Any = "default-2d", budget_seconds: Optional[f
     if settings.threads:
         torch.set_num_threads(int(settings.threads))
     try:
-        run = _Training(learned.network, sources, shape, spec, held, settings, device, opts.seed)
+        run = _Training(learned, sources, shape, spec, held, settings, device, opts.seed)
         run.train(t0, budget, control, monitor)
     finally:
         torch.set_num_threads(threads)

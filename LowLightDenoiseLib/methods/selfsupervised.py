@@ -23,8 +23,10 @@ the prediction, without gradient), so the loss weighs dark and bright regions as
   units, unweighted (what PSNR measures), with the noise variance ``a x + b`` at a fixed estimate of
   the clean image: the guard, because it judges the output the user gets.
 
-Every loss returns ``(sum, weight)`` over the pixels whose ``weights`` are 1, so the guard can keep
-pixels out of training and measure on them alone. Batches are 2D ``(B, 1, h, w)`` or 3D
+Every loss takes a ``model``: ``model(y)`` is the output in normalised units and ``model.domain`` its
+:class:`Domain` (training: :class:`NetworkModel`, differentiable; the guard: the engine's own path, with
+whatever it does around the network). It returns ``(sum, weight)`` over the pixels whose ``weights`` are
+1, so the guard can keep pixels out of training and measure on them alone. Batches are 2D ``(B, 1, h, w)`` or 3D
 ``(B, 1, d, h, w)`` images; randomness comes from a NumPy generator (determinism).
 """
 from __future__ import annotations
@@ -122,6 +124,18 @@ class Domain:
         return self.inverse(network(self.network_input(y)))
 
 
+class NetworkModel:
+    """A network between its domain's input and inverse: ``model(y)`` is its output for normalised ``y``,
+    differentiable (what training uses)."""
+
+    def __init__(self, network: Any, domain: Domain) -> None:
+        self.network = network
+        self.domain = domain
+
+    def __call__(self, y: Any) -> Any:
+        return self.domain.denoise(self.network, y)
+
+
 def _normal(rng: np.random.Generator, like: Any) -> Any:
     """Standard normal noise shaped like tensor ``like``, drawn by ``rng`` (reproducible)."""
     torch = _torch()
@@ -151,12 +165,14 @@ def blind_spot_mask(shape: Tuple[int, ...], rng: np.random.Generator) -> np.ndar
     return mask
 
 
-def n2s_loss(network: Any, y: Any, domain: Domain, weights: Any, rng: np.random.Generator) -> Tuple[Any, Any]:
-    """Blind-spot loss (sum, weight): masked pixels replaced by their neighbours' mean, predicted from the rest."""
+def n2s_loss(model: Any, y: Any, weights: Any, rng: np.random.Generator) -> Tuple[Any, Any]:
+    """Blind-spot loss (sum, weight): masked pixels replaced by their neighbours' mean, predicted from the rest.
+
+    ``model(y)`` is the output in normalised units (:class:`NetworkModel`, or the engine's own path)."""
     torch = _torch()
     mask = torch.from_numpy(blind_spot_mask(tuple(y.shape), rng)).to(y.device)
-    out = domain.denoise(network, torch.where(mask, donut_mean(y), y))
-    w = weights * mask * domain.weight(out.detach())
+    out = model(torch.where(mask, donut_mean(y), y))
+    w = weights * mask * model.domain.weight(out.detach())
     return ((out - y) ** 2 * w).sum(), (weights * mask).sum()
 
 
@@ -180,24 +196,25 @@ def neighbour_choices(shape: Tuple[int, ...], rng: np.random.Generator, device: 
     return torch.from_numpy(pairs[..., 0]).to(device), torch.from_numpy(pairs[..., 1]).to(device)
 
 
-def nb2nb_loss(network: Any, y: Any, domain: Domain, weights: Any, rng: np.random.Generator) -> Tuple[Any, Any]:
+def nb2nb_loss(model: Any, y: Any, weights: Any, rng: np.random.Generator) -> Tuple[Any, Any]:
     """Neighbor2Neighbor loss (sum, weight) with its regulariser, weighted at the target pixels."""
     torch = _torch()
     first, second = neighbour_choices(tuple(y.shape), rng, y.device)
     target = neighbour_subsample(y, second)
     with torch.no_grad():
-        full = domain.denoise(network, y)
+        full = model(y)
     gap = neighbour_subsample(full, first) - neighbour_subsample(full, second)
-    out = domain.denoise(network, neighbour_subsample(y, first))
+    out = model(neighbour_subsample(y, first))
     held = neighbour_subsample(weights, second)
-    w = held * domain.weight(out.detach())
+    w = held * model.domain.weight(out.detach())
     values = (out - target) ** 2 + NB2NB_GAMMA * (out - target - gap) ** 2
     return (values * w).sum(), held.sum()
 
 
-def r2r_loss(network: Any, y: Any, domain: Domain, weights: Any, rng: np.random.Generator) -> Tuple[Any, Any]:
+def r2r_loss(model: NetworkModel, y: Any, weights: Any, rng: np.random.Generator) -> Tuple[Any, Any]:
     """Recorrupted-to-Recorrupted loss (sum, weight) in the network's domain: input ``u + a s n``,
     target ``u - s n / a`` (``s``: the domain's noise level); a noise-map channel is told the higher level."""
+    domain = model.domain
     u = domain.network_input(y)
     std = (1.0 / domain.span) if domain.vst else domain.variance(y).sqrt()
     n = _normal(rng, y) * std
@@ -205,21 +222,21 @@ def r2r_loss(network: Any, y: Any, domain: Domain, weights: Any, rng: np.random.
     noisier[:, :1] = u[:, :1] + R2R_ALPHA * n
     if u.shape[1] > 1:
         noisier[:, 1:] = u[:, 1:] * math.sqrt(1.0 + R2R_ALPHA ** 2)
-    out = network(noisier)
+    out = model.network(noisier)
     values = (out - (u[:, :1] - n / R2R_ALPHA)) ** 2 / std ** 2
     return (values * weights).sum(), weights.sum()
 
 
-def sure_risk(network: Any, y: Any, domain: Domain, weights: Any, rng: np.random.Generator,
+def sure_risk(model: Any, y: Any, weights: Any, rng: np.random.Generator,
               variance: Any = None, epsilon: float = 0.05) -> Tuple[Any, Any]:
     """Monte-Carlo SURE of the full output's squared error in normalised units (sum, weight):
     ``(h - y)^2 - v + 2 v dh/dy`` at each pixel, ``v`` the noise variance there (``variance``, or ``a x + b``
     at the output), the divergence from one probe ``b . (h(y + e b) - h(y)) / e`` with ``e = epsilon * sqrt(v)``."""
-    out = domain.denoise(network, y)
-    v = domain.variance(out.detach()) if variance is None else variance
+    out = model(y)
+    v = model.domain.variance(out.detach()) if variance is None else variance
     step = epsilon * v.clamp_min(1e-12).sqrt()
     b = _normal(rng, y)
-    divergence = b * (domain.denoise(network, y + step * b) - out) / step
+    divergence = b * (model(y + step * b) - out) / step
     values = (out - y) ** 2 - v + 2.0 * v * divergence
     return (values * weights).sum(), weights.sum()
 

@@ -19,7 +19,7 @@ from LowLightDenoiseLib.methods import get_method
 from LowLightDenoiseLib.methods.adaptation import AdaptSettings, _parameters, adapt
 from LowLightDenoiseLib.methods.adapted import AdaptedMethod, load_weights_file, save_adapted
 from LowLightDenoiseLib.methods.selfsupervised import (
-    Domain, blind_spot_mask, donut_mean, n2s_loss, neighbour_choices, neighbour_subsample, sure_risk)
+    Domain, NetworkModel, blind_spot_mask, donut_mean, n2s_loss, neighbour_choices, neighbour_subsample, sure_risk)
 from LowLightDenoiseLib.methods.wrappers import unwrap
 from LowLightDenoiseLib.models.spec import finish_output, prepare_input
 from LowLightDenoiseLib.noise import NoiseProfile
@@ -134,20 +134,20 @@ def test_sure_estimates_the_true_error_of_a_smoother_without_seeing_the_clean_im
     def smoother(x):
         return torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x[:, :1], (1, 1, 1, 1), mode="reflect"), 3, 1)
 
-    domain = _domain(NoiseProfile(sigma, 0.0, sigma ** 2), {}, 2, count=4)
-    total, weight = sure_risk(smoother, noisy, domain, torch.ones_like(noisy), np.random.default_rng(1))
+    smoother.domain = _domain(NoiseProfile(sigma, 0.0, sigma ** 2), {}, 2, count=4)
+    total, weight = sure_risk(smoother, noisy, torch.ones_like(noisy), np.random.default_rng(1))
     true = float(((smoother(noisy) - clean) ** 2).mean())
     assert float(total / weight) == pytest.approx(true, rel=0.05)
 
 
 def test_the_n2s_loss_counts_only_masked_training_pixels():
-    net = unwrap(get_method("default-2d")).network
-    domain = _domain(NoiseProfile(0.05, 0.01, 1e-4), {"vst": True, "noise_map": True}, 2)
+    model = NetworkModel(unwrap(get_method("default-2d")).network,
+                         _domain(NoiseProfile(0.05, 0.01, 1e-4), {"vst": True, "noise_map": True}, 2))
     y = torch.rand(2, 1, 32, 32)
     weights = torch.zeros(2, 1, 32, 32)
-    assert float(n2s_loss(net, y, domain, weights, np.random.default_rng(0))[1]) == 0
+    assert float(n2s_loss(model, y, weights, np.random.default_rng(0))[1]) == 0
     weights[:, :, :16] = 1
-    total, count = n2s_loss(net, y, domain, weights, np.random.default_rng(0))
+    total, count = n2s_loss(model, y, weights, np.random.default_rng(0))
     assert float(count) == 2 * 16 * 32 / 16  # one pixel in 16, in the upper half of each patch
     assert float(total.detach()) > 0
 
