@@ -121,7 +121,9 @@ def write_weights(path: Path, spec: ModelSpec, network: Any, provenance: Dict[st
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in network.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata={"spec": json.dumps(spec.to_dict()), "source": json.dumps(provenance)})
+    described = spec.to_dict()  # the input keys OIDN's model has always had, so that later defaults keep the bytes
+    described["input"] = {k: described["input"][k] for k in ("noise_map", "vst", "vst_inverse")}
+    save_file(state, str(path), metadata={"spec": json.dumps(described), "source": json.dumps(provenance)})
     return path
 
 
