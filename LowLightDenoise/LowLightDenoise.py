@@ -9,7 +9,6 @@ import os
 import sys
 from typing import Annotated, Optional, Union
 
-
 # Loaded from a source checkout (Application Settings > Modules: <repo>/LowLightDenoise) the library is the folder
 # beside this module's folder; an installed extension has it beside this file, where Slicer already looks.
 _CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,6 +76,7 @@ class LowLightDenoiseParameterNode:
     strength: Annotated[float, WithinRange(0.0, MAX_STRENGTH), Default(1.0)]
     flips: Annotated[str, Choice([str(n) for n in FLIP_COUNTS]), Default("1")]
     calibrate: Annotated[bool, Default(False)]
+    adaptSeconds: Annotated[int, WithinRange(0, 3600), Default(0)]
     compareMethods: Annotated[str, Default("")]
     keepCompareOutputs: Annotated[bool, Default(False)]
     noiseType: Annotated[str, Choice(mrml.noise_types()), Default("lowlight")]
@@ -91,7 +91,7 @@ class LowLightDenoiseParameterNode:
 def denoiseSettings(p, method: Optional[str] = None) -> mrml.DenoiseSettings:
     options = RunOptions(mode=p.mode, axis=AXIS_LABELS.index(p.axis), device=p.device,
                          strength=None if p.autoStrength else p.strength, flips=int(p.flips))
-    return mrml.DenoiseSettings(method or p.method, options, p.calibrate)
+    return mrml.DenoiseSettings(method or p.method, options, p.calibrate, float(p.adaptSeconds))
 
 
 def simulationSettings(p) -> mrml.SimulationSettings:

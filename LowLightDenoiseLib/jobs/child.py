@@ -107,7 +107,8 @@ def run(spec: JobSpec, folder: Path, emit: Emitter) -> Dict[str, Any]:
         return {"kind": spec.kind, "outputs": [_output(folder, 0, noisy, "simulate", "simulate", [], None)],
                 "table": None, "warnings": [], "path": None}
     comparison = run_denoise(volume, spec.methods, spec.options, calibrate=spec.calibrate,
-                             reference=_read_input(folder, "reference", spec), progress=emit.progress)
+                             reference=_read_input(folder, "reference", spec), progress=emit.progress,
+                             adapt_seconds=spec.adapt_seconds)
     for sentence in comparison.warnings:
         emit("warning", message=sentence)
     outputs = []

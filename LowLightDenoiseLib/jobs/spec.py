@@ -76,6 +76,19 @@ def with_geometry(array: Any, geometry: Dict[str, Any], **metadata: Any) -> Volu
                   is_2d=bool(geometry["is_2d"]), metadata=dict(metadata))
 
 
+def check_adapt_seconds(value: Any) -> float:
+    """An adaptation time in seconds: 0 (none) or a positive number; anything else is one sentence."""
+    import math
+
+    try:
+        seconds = float(value or 0.0)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds < 0:
+        raise InputError(f"The adaptation time must be 0 (none) or a positive number of seconds, not {value!r}.")
+    return seconds
+
+
 @dataclasses.dataclass
 class JobSpec:
     """One job of the Slicer module (or any front end) for :mod:`LowLightDenoiseLib.jobs`.
@@ -84,6 +97,8 @@ class JobSpec:
     ``simulate`` (``simulation`` applied to the input) or ``download`` (the weights of ``model``).
     ``calibrate``: classical denoisers pick their strength by J-invariant self-calibration instead of
     the noise estimate (only with automatic strength; other methods run as usual, with a warning).
+    ``adapt_seconds``: above 0, each learned denoiser is first adapted to the input for that long
+    (:func:`~LowLightDenoiseLib.methods.adaptation.adapt`; the table records it).
     """
 
     kind: str = "denoise"
@@ -91,6 +106,7 @@ class JobSpec:
     options: RunOptions = dataclasses.field(default_factory=RunOptions)
     calibrate: bool = False
     simulation: Optional[SimulationSettings] = None
+    adapt_seconds: float = 0.0
     model: str = ""
     input_name: str = "volume"
     #: ``geometry_of`` the input and reference, filled in by the launcher
@@ -109,13 +125,15 @@ class JobSpec:
         if kind == "download" and not str(self.model).strip():
             raise InputError("No model was selected to download.")
         return dataclasses.replace(self, kind=kind, methods=methods, options=self.options.validated(resolve=False),
-                                   calibrate=bool(self.calibrate), model=str(self.model).strip())
+                                   calibrate=bool(self.calibrate), model=str(self.model).strip(),
+                                   adapt_seconds=check_adapt_seconds(self.adapt_seconds))
 
     def to_dict(self) -> Dict[str, Any]:
         return {"format": FORMAT, "kind": self.kind, "methods": list(self.methods),
                 "options": dataclasses.asdict(self.options), "calibrate": self.calibrate,
                 "simulation": dataclasses.asdict(self.simulation) if self.simulation is not None else None,
-                "model": self.model, "input_name": self.input_name, "inputs": self.inputs}
+                "model": self.model, "input_name": self.input_name, "inputs": self.inputs,
+                "adapt_seconds": self.adapt_seconds}
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "JobSpec":
@@ -128,7 +146,7 @@ class JobSpec:
                        options=RunOptions(**data.get("options") or {}), calibrate=bool(data.get("calibrate")),
                        simulation=SimulationSettings(**simulation) if simulation else None,
                        model=data.get("model") or "", input_name=data.get("input_name") or "volume",
-                       inputs=dict(data.get("inputs") or {}))
+                       inputs=dict(data.get("inputs") or {}), adapt_seconds=data.get("adapt_seconds") or 0.0)
         except (KeyError, TypeError) as error:
             raise InputError(f"The job file is not a valid job description ({error}).") from error
 

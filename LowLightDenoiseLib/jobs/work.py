@@ -9,7 +9,7 @@ import inspect
 from typing import Any, List, Optional, Sequence, Tuple
 
 from ..options import RunOptions
-from ..progress import CancelToken, ProgressCallback
+from ..progress import CancelToken, ProgressCallback, RunControl
 from ..volume import Volume
 from .spec import SimulationSettings
 
@@ -40,13 +40,44 @@ def methods_for(names: Sequence[str], options: RunOptions, calibrate: bool = Fal
     return methods, warnings
 
 
+def adapted_methods(volume: Volume, methods: Sequence[Any], options: RunOptions, seconds: float,
+                    control: RunControl) -> Tuple[List[Any], List[str]]:
+    """Each learned denoiser of ``methods`` adapted to ``volume`` for ``seconds`` (the others as they are), and
+    what happened, one sentence each (:func:`~LowLightDenoiseLib.methods.adaptation.adapt`)."""
+    from ..methods import get_method
+    from ..methods.adaptation import adapt
+    from ..methods.learned import LearnedMethod
+    from ..methods.wrappers import unwrap
+
+    out: List[Any] = []
+    notes: List[str] = []
+    for i, name in enumerate(methods):
+        method = get_method(name, device=options.device)
+        if isinstance(unwrap(method), LearnedMethod) and method.category == "denoise":
+            sub = control.sub(i / len(methods), (i + 1) / len(methods))
+            method = adapt(volume, method, seconds, options, progress=sub.step, cancel=control.cancel)
+            notes.append(method.record.sentence())
+        else:
+            notes.append(f"{method.name} is not a learned denoiser, so it ran without adaptation.")
+        out.append(method)
+    return out, notes
+
+
 def run_denoise(volume: Volume, names: Sequence[str], options: RunOptions, *, calibrate: bool = False,
                 reference: Optional[Volume] = None, progress: Optional[ProgressCallback] = None,
-                cancel: Optional[CancelToken] = None) -> Any:
-    """Every method on ``volume`` through :func:`~LowLightDenoiseLib.evaluation.run_methods`: its Comparison."""
+                cancel: Optional[CancelToken] = None, adapt_seconds: float = 0.0) -> Any:
+    """Every method on ``volume`` through :func:`~LowLightDenoiseLib.evaluation.run_methods`: its Comparison.
+
+    ``adapt_seconds`` above 0: each learned denoiser is adapted to ``volume`` first (:func:`adapted_methods`;
+    the first 90 % of the progress), and the sentences saying what happened join the warnings."""
     from ..evaluation import run_methods
 
     methods, warnings = methods_for(names, options, calibrate)
+    if adapt_seconds:
+        methods, notes = adapted_methods(volume, methods, options, adapt_seconds,
+                                         RunControl(progress, cancel, 0.0, 0.9))
+        warnings.extend(notes)
+        progress = RunControl(progress, cancel, 0.9, 1.0).step
     comparison = run_methods(volume, methods, options, reference=reference, progress=progress, cancel=cancel)
     comparison.warnings.extend(warnings)
     return comparison

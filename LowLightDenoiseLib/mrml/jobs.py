@@ -40,6 +40,8 @@ class DenoiseSettings:
     options: RunOptions = dataclasses.field(default_factory=RunOptions)
     #: classical denoisers choose their strength by J-invariant self-calibration (automatic strength only)
     calibrate: bool = False
+    #: above 0: a learned denoiser is first adapted to the input for this many seconds ("Adapt to this scan")
+    adapt_seconds: float = 0.0
 
     def validated(self) -> "DenoiseSettings":
         """A copy with every choice checked (one sentence per problem); the device is left for the engine
@@ -49,7 +51,10 @@ class DenoiseSettings:
             raise InputError("No method was selected.")
         if not isinstance(self.options, RunOptions):
             raise InputError(f"options must be a RunOptions, not {type(self.options).__name__}.")
-        return DenoiseSettings(method, self.options.validated(resolve=False), bool(self.calibrate))
+        from ..jobs.spec import check_adapt_seconds
+
+        return DenoiseSettings(method, self.options.validated(resolve=False), bool(self.calibrate),
+                               check_adapt_seconds(self.adapt_seconds))
 
 
 def _merge_options(options: Optional[RunOptions] = None, **fields: Any) -> RunOptions:
@@ -165,7 +170,8 @@ def run_job(job: DenoiseJob, progress: Optional[ProgressCallback] = None,
     from ..jobs.work import run_denoise
 
     return run_denoise(job.input, job.methods, job.options, calibrate=job.settings.calibrate,
-                       reference=job.reference, progress=progress, cancel=cancel)
+                       reference=job.reference, progress=progress, cancel=cancel,
+                       adapt_seconds=job.settings.adapt_seconds)
 
 
 def publish_denoise(scene: Any, job: DenoiseJob, comparison: "Comparison", *, keep_outputs: bool = True,
@@ -195,8 +201,9 @@ def _run_text(job: DenoiseJob, outcome: Any = None) -> str:
     strength = "automatic" if opts.strength is None else f"{opts.strength:g}"
     if job.settings.calibrate and opts.strength is None:
         strength += ", self-calibrated"
+    adapted = f", adapted to this scan ({row.get('adapt_steps')} steps)" if row.get("adapt_kept") else ""
     return (f"mode {row.get('mode') or opts.mode}, slice axis {opts.axis}, device {row.get('device') or opts.device}, "
-            f"strength {strength}, flips {opts.flips}")
+            f"strength {strength}, flips {opts.flips}{adapted}")
 
 
 def denoise_node(scene: Any, input_node: Any, method: str, *, reference_node: Any = None,

@@ -23,7 +23,8 @@ from .jobs import DenoiseJob, publish_denoise, publish_simulation
 def start_denoise(job: DenoiseJob, **launch: Any) -> JobProcess:
     """Start ``job`` (from :func:`~.jobs.prepare_denoise`) in a child process."""
     kind = "compare" if len(job.methods) > 1 else "denoise"
-    spec = JobSpec(kind, list(job.methods), job.options, calibrate=job.settings.calibrate, input_name=job.input_name)
+    spec = JobSpec(kind, list(job.methods), job.options, calibrate=job.settings.calibrate, input_name=job.input_name,
+                   adapt_seconds=job.settings.adapt_seconds)
     volumes = {"input": job.input}
     if job.reference is not None:
         volumes["reference"] = job.reference
