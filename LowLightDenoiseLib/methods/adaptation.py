@@ -53,7 +53,6 @@ MIN_RISK_GAIN = 0.002
 LOSS_TOLERANCE = 0.002
 
 
-
 @dataclasses.dataclass(frozen=True)
 class AdaptSettings:
     """How :func:`adapt` trains and guards; the defaults are the measured choice (docs/adaptation.md)."""
@@ -436,8 +435,8 @@ def adapt(volume: Volume, method: Any = "default-2d", budget_seconds: Optional[f
     if kept:
         network = spec.build_network()
         network.load_state_dict(run.best_state)
-        adapted = dataclasses.replace(spec, name=spec.name + ADAPTED_SUFFIX,
-                                      title=f"{spec.name} {spec.version} adapted to {record.scan}")
+        name = spec.name if spec.name.endswith(ADAPTED_SUFFIX) else spec.name + ADAPTED_SUFFIX
+        adapted = dataclasses.replace(spec, name=name, title=f"{spec.name} {spec.version} adapted to {record.scan}")
         inner = LearnedMethod(adapted, network, device=learned.device, settings=learned.settings)
     control.step(1.0, record.sentence())
     return AdaptedMethod(inner, record)
