@@ -24,6 +24,33 @@ from .base import Method, MethodContext
 
 #: a 2.5D model runs a volume this many slices at a time (their slabs held in memory at once)
 SLAB_SLICES_PER_PASS = 16
+# A model whose input configuration has ``"preserve_means": true`` (the shipped denoisers; not a model that
+# must reproduce another program, such as OIDN) keeps the input's intensity levels, in two ways:
+#
+# * it sees nothing darker than ``-(FLOOR_MARGIN + FLOOR_SIGMAS * noise std at 0)`` (normalised units); what
+#   lies below (gas at -2000 HU, -3024 HU padding under the 0.5 % percentile of the window) passes the network
+#   by its offset. The networks never saw such values and the VST folds everything below its own floor onto
+#   one value: a 6 x 6 padding corner came out 214 HU too bright (12 HU now). Air's noise stays above the floor.
+# * its output keeps the input's local means: the residual ``input - output``, clipped to +-MEAN_CLIP_SIGMAS
+#   noise standard deviations (removed noise counts, removed structure does not), is smoothed in-plane by a
+#   Gaussian of MEAN_SIGMA_PIXELS and added back. On a Poisson-noise phantom the flat blocks were +6 to +18 HU
+#   off (0.06-0.18 noise sigma; volume-2.5d the most), -3 to +6 HU now; PSNR on the CT and MR crops at peak
+#   300/100/30 changes by -0.02 to +0.18 dB.
+FLOOR_MARGIN = 0.05
+FLOOR_SIGMAS = 4.0
+MEAN_SIGMA_PIXELS = 8.0
+MEAN_CLIP_SIGMAS = 3.0
+
+
+def keep_local_means(block: np.ndarray, out: np.ndarray, noise: Any) -> np.ndarray:
+    """``out`` plus the in-plane low-pass of the clipped residual ``block - out`` (see :data:`MEAN_SIGMA_PIXELS`)."""
+    from scipy.ndimage import gaussian_filter
+
+    x = np.asarray(block, dtype=np.float64)
+    bound = MEAN_CLIP_SIGMAS * np.asarray(noise.std_at(x), dtype=np.float64)
+    residual = np.clip(x - out, -bound, bound)
+    sigma = (0.0,) * (x.ndim - 2) + (MEAN_SIGMA_PIXELS, MEAN_SIGMA_PIXELS)
+    return (out + gaussian_filter(residual, sigma=sigma, mode="reflect")).astype(np.float32)
 
 
 class LearnedMethod(Method):
@@ -137,6 +164,11 @@ class LearnedMethod(Method):
                     "input": dict(self.spec.input)})
         return row
 
+    @staticmethod
+    def floor(noise: Any) -> float:
+        """The darkest normalised value a denoising model is given (see :data:`FLOOR_MARGIN`)."""
+        return -(FLOOR_MARGIN + FLOOR_SIGMAS * float(np.asarray(noise.std_at(np.zeros(1)))[0]))
+
     def apply(self, block: np.ndarray, context: MethodContext) -> np.ndarray:
         if context.spatial_dims != self.spec.spatial_dims:
             raise InputError(f"Model {self.name!r} is a {self.spec.spatial_dims}D model; "
@@ -146,7 +178,15 @@ class LearnedMethod(Method):
         if strength == 0.0:
             return np.array(block, dtype=np.float32)
         noise = context.noise.scaled(strength) if strength > 1.0 else context.noise
-        out = self._denoise(block, noise, context)
+        preserve = bool(self.spec.input.get("preserve_means")) and self.category == "denoise"
+        floor = self.floor(context.noise)
+        if preserve and float(np.min(block)) < floor:
+            inside = np.maximum(block, np.float32(floor))
+            out = self._denoise(inside, noise, context) + (np.asarray(block, dtype=np.float32) - inside)
+        else:
+            out = self._denoise(block, noise, context)
+        if preserve:
+            out = keep_local_means(block, out, context.noise)
         if strength < 1.0:
             block64 = np.asarray(block, dtype=np.float64)
             out = (block64 + strength * (out - block64)).astype(np.float32)

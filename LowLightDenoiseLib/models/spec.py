@@ -10,7 +10,9 @@ training code so a model sees at inference exactly what it saw in training:
   by the fixed affine map that sends ``f(0), f(1)`` to ``0, 1`` (so the image keeps its [0, 1]
   range and the stabilised noise has standard deviation ``1 / (f(1) - f(0))``); the output goes
   back through the exact unbiased inverse (``"vst_inverse": "unbiased"``, the default, right for
-  a denoised estimate) or the algebraic one (``"algebraic"``).
+  a denoised estimate) or the algebraic one (``"algebraic"``);
+* ``{"preserve_means": true}`` (inference only, see :mod:`..methods.learned`): intensities far below the
+  normalisation window pass the network by, and the output keeps the input's local means.
 
 Weights are safetensors, or a ``torch.save`` state dict read with ``weights_only=True``; nothing is
 ever unpickled.
@@ -27,7 +29,7 @@ import numpy as np
 from ..errors import ModelNotAvailableError
 from ..noise import NoiseProfile
 
-INPUT_DEFAULTS: Dict[str, Any] = {"noise_map": False, "vst": False, "vst_inverse": "unbiased"}
+INPUT_DEFAULTS: Dict[str, Any] = {"noise_map": False, "vst": False, "vst_inverse": "unbiased", "preserve_means": False}
 VST_INVERSES = ("unbiased", "algebraic")
 CATEGORIES = ("denoise", "enhance")
 
@@ -41,7 +43,7 @@ def validate_input_config(input_config: Optional[Dict[str, Any]]) -> Dict[str, A
         raise ValueError(f"Unknown input configuration key(s) {', '.join(unknown)}; "
                          f"known: {', '.join(sorted(INPUT_DEFAULTS))}.")
     cfg.update(given)
-    for key in ("noise_map", "vst"):
+    for key in ("noise_map", "vst", "preserve_means"):
         if not isinstance(cfg[key], bool):
             raise ValueError(f"Input configuration {key!r} must be true or false, not {cfg[key]!r}.")
     if cfg["vst_inverse"] not in VST_INVERSES:

@@ -345,3 +345,34 @@ def test_the_run_columns_come_before_the_metrics_in_every_row(capsys, work: Path
     assert code == 0, err
     header = (work / "t.csv").read_text().splitlines()[0].split(",")
     assert header[:7] == ["method", "mode", "axis", "device", "seconds", "strength", "flips"]
+
+
+def test_calibrate_tunes_classical_denoisers_and_the_table_says_so(capsys, work: Path):
+    """J-invariant self-calibration (issue 12 item 9) on the command line: denoise and compare."""
+    ct = work / "ct.nrrd"
+    low = work / "low.nrrd"
+    assert run(capsys, "simulate", ct, low, "--peak", 100, "--seed", 3, "-q")[0] == 0
+    code, _, err = run(capsys, "denoise", low, work / "auto.nrrd", "--method", "gaussian", "--reference", ct,
+                       "--metrics", work / "auto.json", "-q")
+    assert code == 0, err
+    code, _, err = run(capsys, "denoise", low, work / "cal.nrrd", "--method", "gaussian", "--calibrate",
+                       "--reference", ct, "--metrics", work / "cal.json", "-q")
+    assert code == 0, err
+    auto, cal = (json.loads((work / f"{n}.json").read_text()) for n in ("auto", "cal"))
+    assert cal[1]["calibrate"] is True and "calibrate" not in cal[0] and "calibrate" not in auto[1]
+    a = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "auto.nrrd"))).astype(float)
+    c = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "cal.nrrd"))).astype(float)
+    assert np.abs(a - c).max() > 0  # another strength was chosen
+    assert cal[1]["psnr"] > cal[0]["psnr"] + 3  # and it still denoises
+    code, out, err = run(capsys, "compare", low, "--methods", "gaussian,median", "--calibrate", "--json", "-")
+    assert code == 0, err
+    rows = json.loads(out[out.index("["):])
+    assert [r.get("calibrate") for r in rows] == [True, True]
+    before = listing(work)
+    for argv, words in [(["--method", "default-2d"], "learned model"), (["--method", "gamma"], "enhancement method"),
+                        (["--method", "tv", "--strength", 2], "either --calibrate or --strength")]:
+        code, _, err = run(capsys, "denoise", low, work / "x.nrrd", "--calibrate", *argv)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+    code, _, err = run(capsys, "compare", low, "--methods", "tv,default-2d", "--calibrate")
+    assert code == 2 and "default-2d" in err
+    assert listing(work) == before

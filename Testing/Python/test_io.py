@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +21,8 @@ from LowLightDenoiseLib import io
 from LowLightDenoiseLib.errors import InputError
 from LowLightDenoiseLib.io import read_volume, same_file, supported_extensions, write_volume
 from LowLightDenoiseLib.volume import Volume
+
+REPO = Path(__file__).resolve().parents[2]
 
 def _rotation(ax: float, ay: float, az: float, flip: bool = False) -> np.ndarray:
     cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
@@ -455,3 +459,210 @@ def test_same_file_sees_through_relative_paths_and_links(tmp_path):
     assert same_file(a, tmp_path / "link.nrrd")
     assert not same_file(a, tmp_path / "b.nrrd")
     assert same_file(tmp_path / "new.nrrd", tmp_path / "sub" / ".." / "new.nrrd")  # neither exists yet
+
+
+# --------------------------------------------------------------------------- issue 17: bad input, safe output
+
+@pytest.mark.parametrize("name", ["cut.nii", "cut.nii.gz"])
+def test_a_truncated_nifti_is_refused_not_read_as_zeros(tmp_path, ct_path, name):
+    sitk.WriteImage(sitk.ReadImage(str(ct_path)), str(tmp_path / name))
+    data = (tmp_path / name).read_bytes()
+    read_volume(tmp_path / name)  # whole, it reads
+    (tmp_path / name).write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.raises(InputError, match="is truncated") as e:
+        read_volume(tmp_path / name)
+    _one_sentence(str(e.value))
+
+
+def test_a_multi_member_gzip_nifti_is_whole(tmp_path, ct_path):
+    """Some tools write .nii.gz as several gzip members: the trailer then holds the last member's size only."""
+    import gzip
+
+    sitk.WriteImage(sitk.ReadImage(str(ct_path)), str(tmp_path / "a.nii"))
+    raw = (tmp_path / "a.nii").read_bytes()
+    (tmp_path / "b.nii.gz").write_bytes(gzip.compress(raw[:5000]) + gzip.compress(raw[5000:]))
+    np.testing.assert_array_equal(read_volume(tmp_path / "b.nii.gz").array, read_volume(ct_path).array)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "uint32", "uint64"])
+def test_integer_outputs_are_clipped_at_the_ends_of_their_type_never_wrapped(tmp_path, dtype):
+    from LowLightDenoiseLib.pipeline import denoise_volume
+
+    info = np.iinfo(dtype)
+    a = np.zeros((4, 24, 24), dtype=dtype)
+    a[:, :, 12:] = info.max  # a bright half at the type's maximum, a dark half at its minimum or zero
+    a[:, :, :12] = info.min
+    a[:, 5, 5] = info.max // 2
+    out = denoise_volume(Volume(a), "gaussian", device="cpu").volume
+    written = read_volume(write_volume(out, tmp_path / "o.nrrd"))
+    assert written.array.dtype == np.dtype(dtype)
+    assert written.array[:, :, 20:].min() > info.max // 2 and written.array.max() == info.max  # no wrap to min
+    assert written.array[:, :, :3].max() < info.max // 4
+    from LowLightDenoiseLib.io.writing import to_integer
+
+    edge = np.array([float(info.max) * 1.5, float(info.max), float(info.min), float(info.min) - 1e6])
+    np.testing.assert_array_equal(to_integer(edge.astype(np.float32), np.dtype(dtype)),
+                                  np.array([info.max, info.max, info.min, info.min], dtype=dtype))
+
+
+def test_a_two_component_volume_is_refused_but_grey_with_alpha_is_read(tmp_path):
+    vec = np.random.default_rng(0).random((4, 16, 16, 2)).astype(np.float32)
+    sitk.WriteImage(sitk.GetImageFromArray(vec, isVector=True), str(tmp_path / "v.nrrd"))
+    with pytest.raises(InputError, match="2 values per pixel") as e:
+        read_volume(tmp_path / "v.nrrd")
+    _one_sentence(str(e.value))
+    ga = np.zeros((16, 16, 2), np.uint8)
+    ga[..., 0] = np.arange(16, dtype=np.uint8)[None] * 10
+    ga[..., 1] = 255
+    sitk.WriteImage(sitk.GetImageFromArray(ga, isVector=True), str(tmp_path / "ga.tif"))  # (ITK cannot read it as PNG)
+    vol = read_volume(tmp_path / "ga.tif")
+    assert vol.array.shape == (1, 16, 16) and vol.metadata["alpha_dropped"]
+
+
+def test_a_pipe_or_a_device_is_refused_without_blocking(tmp_path):
+    """Reading a FIFO would wait for a writer forever: refused from its type, in a child with a deadline."""
+    fifo = tmp_path / "in.nrrd"
+    os.mkfifo(fifo)
+    code = ("import sys; from LowLightDenoiseLib.io import read_volume\n"
+            "for p in sys.argv[1:]:\n"
+            "    try: read_volume(p)\n"
+            "    except Exception as e: print(type(e).__name__, e)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(fifo), "/dev/zero"], capture_output=True, text=True,
+                          timeout=60, cwd=str(REPO))
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == f"InputError The input {fifo} is a pipe, not an image file."
+    assert lines[1] == "InputError The input /dev/zero is a device, not an image file."
+
+
+def test_names_that_are_not_utf8_are_refused_before_itk_could_abort(tmp_path, ct_path):
+    bad = os.fsdecode(bytes(tmp_path) + b"/out\xff.nrrd")
+    with pytest.raises(InputError, match="not valid UTF-8") as e:
+        write_volume(read_volume(ct_path), bad)
+    _one_sentence(str(e.value))
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        read_volume(os.fsdecode(bytes(tmp_path) + b"/in\xff.nrrd"))
+    assert _listing(tmp_path) == []
+
+
+def _gzip_bomb(path: Path, n: int) -> None:
+    """An n x n x n uint8 NRRD of zeros, gzip-compressed: about n**3 / 1000 bytes on disk."""
+    import zlib
+
+    packer = zlib.compressobj(1, zlib.DEFLATED, 31)
+    with open(path, "wb") as fh:
+        fh.write(f"NRRD0004\ntype: uint8\ndimension: 3\nsizes: {n} {n} {n}\nencoding: gzip\n\n".encode())
+        plane = bytes(n * n)
+        for _ in range(n):
+            fh.write(packer.compress(plane))
+        fh.write(packer.flush())
+
+
+def test_an_image_that_decodes_beyond_the_memory_left_is_refused_with_a_sentence(tmp_path, ct_path):
+    """Under a 1.3 GB address-space limit, a 2 MB file that decodes to 512 MB cannot be read twice over."""
+    bomb = tmp_path / "bomb.nrrd"
+    _gzip_bomb(bomb, 800)
+    assert bomb.stat().st_size < 3_000_000
+    limit = 1300 * 2 ** 20
+
+    def pre():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-m", "LowLightDenoiseLib", "denoise", str(bomb), str(tmp_path / "o.nrrd"),
+                           "--method", "gaussian", "-q"], capture_output=True, text=True, timeout=300, cwd=str(REPO),
+                          env=env, preexec_fn=pre)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "800 x 800 x 800 image of 512.0 MB" in lines[0] and "memory" in lines[0], lines
+    done = subprocess.run([sys.executable, "-m", "LowLightDenoiseLib", "denoise", str(ct_path), str(tmp_path / "o.nrrd"),
+                           "--method", "gaussian", "-q"], capture_output=True, text=True, timeout=300, cwd=str(REPO),
+                          env=env, preexec_fn=pre)
+    assert done.returncode == 0, done.stderr  # an ordinary image still fits under the same limit
+    assert sorted(os.listdir(tmp_path)) == ["bomb.nrrd", "o.nrrd"]
+
+
+def test_a_16_bit_photograph_stays_16_bit_with_a_saturated_channel_clipped(tmp_path):
+    rgb = np.zeros((1, 8, 8, 3), np.float32)
+    rgb[..., 0] = 67710.0  # a saturated red channel pushed past white by a filter
+    rgb[..., 1] = 1000.0
+    out = write_volume(Volume(rgb, source_dtype="uint16"), tmp_path / "o.png")
+    back = read_volume(out)
+    assert back.array.dtype == np.uint16 and back.array[..., 0].max() == 65535 and back.array[..., 1].max() == 1000
+
+
+def test_check_output_refuses_what_a_format_cannot_hold_before_anything_is_computed(tmp_path, ct_path):
+    from LowLightDenoiseLib.io import check_output
+
+    ct = read_volume(ct_path)
+    for path, dtype, volume, words in [(tmp_path / "o.png", "complex64", None, "cannot store complex64"),
+                                       (tmp_path / "o.png", None, ct, "holds one 2D image"),
+                                       (tmp_path / "o.png", None, ct.with_array(ct.array[:1]), "stores values from 0"),
+                                       (tmp_path / "o.dcm", None, None, "Writing DICOM"),
+                                       (tmp_path / "none" / "o.nrrd", None, None, "does not exist")]:
+        with pytest.raises(InputError, match=words) as e:
+            check_output(path, dtype=dtype, volume=volume)
+        _one_sentence(str(e.value))
+    assert check_output(tmp_path / "o.nii.gz", dtype="float32", volume=ct) == (tmp_path / "o.nii.gz", "nifti")
+
+
+def test_outputs_get_the_permissions_the_umask_gives(tmp_path, ct_path):
+    from LowLightDenoiseLib.tables import write_table
+
+    old = os.umask(0o027)
+    try:
+        write_volume(read_volume(ct_path), tmp_path / "v.nrrd")
+        write_volume(read_volume(ct_path), tmp_path / "v.mhd")
+        write_table(tmp_path / "t.csv", [{"a": 1}])
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"v.nrrd": 0o640, "v.mhd": 0o640, "v.zraw": 0o640, "t.csv": 0o640}
+
+
+def test_write_volume_never_replaces_a_file_that_appeared_while_it_wrote(tmp_path, ct_path, monkeypatch):
+    vol = read_volume(ct_path)
+    real = sitk.ImageFileWriter.Execute
+
+    def and_meanwhile(self, image):
+        real(self, image)
+        (tmp_path / "o.mhd").write_bytes(b"another writer")  # the header name, published by someone else
+
+    monkeypatch.setattr(sitk.ImageFileWriter, "Execute", and_meanwhile)
+    with pytest.raises(InputError, match="already exists"):
+        write_volume(vol, tmp_path / "o.mhd")
+    assert (tmp_path / "o.mhd").read_bytes() == b"another writer"
+    assert _listing(tmp_path) == ["o.mhd"]  # our data file was taken back, no temporary left
+
+
+def test_files_behind_a_path_are_found_for_header_formats_and_dicom_folders(tmp_path, ct_path):
+    from LowLightDenoiseLib.io import files_read, files_written
+
+    assert files_written(tmp_path / "o.mhd") == [tmp_path / "o.zraw", tmp_path / "o.mhd"]
+    assert files_written(tmp_path / "o.nhdr") == [tmp_path / "o.raw.gz", tmp_path / "o.nhdr"]
+    assert files_written(tmp_path / "o.nrrd") == [tmp_path / "o.nrrd"]
+    (tmp_path / "x.mhd").write_text("NDims = 3\nElementDataFile = LIST 2D\na.raw\nb.raw\n")
+    assert files_read(tmp_path / "x.mhd") == [tmp_path / "x.mhd", tmp_path / "a.raw", tmp_path / "b.raw"]
+    (tmp_path / "y.nhdr").write_text("NRRD0004\ntype: short\ndata file: s%02d.raw 1 3 1\n")
+    assert files_read(tmp_path / "y.nhdr") == [tmp_path / f for f in ("y.nhdr", "s01.raw", "s02.raw", "s03.raw")]
+
+
+def test_volume_geometry_is_checked_when_the_volume_is_made(tmp_path):
+    a = np.ones((2, 3, 3), np.float32)
+    for kwargs, words in [({"direction": (1, 0, 0, 1)}, "direction must be 9 numbers"),
+                          ({"spacing": (1, 1)}, "spacing must be 3 numbers"),
+                          ({"spacing": (0, 1, 1)}, "spacing must be positive"),
+                          ({"origin": (0, 0, float("nan"))}, "origin must be finite"),
+                          ({"direction": (1, 0, 0, 1, 0, 0, 1, 0, 0)}, "not a rotation"),
+                          ({"array": None}, "array of pixel values"),
+                          ({"array": "ct.nrrd"}, "array of pixel values"),
+                          ({"array": np.array([["a"]])}, "numeric pixel values")]:
+        with pytest.raises(InputError, match=words) as e:
+            Volume(**dict({"array": a}, **kwargs))
+        _one_sentence(str(e.value))
+    with pytest.raises(InputError, match="needs a Volume"):
+        write_volume(a, tmp_path / "o.nrrd")
+    with pytest.raises(InputError, match="must be given as a file name"):
+        read_volume(None)
+    assert _listing(tmp_path) == []

@@ -6,6 +6,7 @@ import http.server
 import json
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,11 @@ NAME = "tiny-dncnn"
 
 
 class Server:
-    """A loopback HTTP server; ``routes[path] = (body, mode)`` with mode ``ok``, ``short`` or ``short-once``."""
+    """A loopback HTTP server; ``routes[path] = (body, mode)`` with mode ``ok``, ``short``, ``short-once``,
+    ``trickle`` (a byte every 0.2 s) or ``stall`` (headers, then nothing)."""
 
     def __init__(self):
+        self.closed = False
         self.routes = {}
         self.requests = []
         outer = self
@@ -41,6 +44,19 @@ class Server:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if mode in ("trickle", "stall"):  # one byte every 0.2 s, or nothing after the headers
+                    for i in range(len(body) if mode == "trickle" else 0):
+                        if outer.closed:
+                            return
+                        try:
+                            self.wfile.write(body[i:i + 1])
+                            self.wfile.flush()
+                        except OSError:
+                            return
+                        time.sleep(0.2)
+                    while not outer.closed:
+                        time.sleep(0.05)
+                    return
                 self.wfile.write(body[: len(body) // 2] if short else body)
                 if short:
                     self.wfile.flush()
@@ -57,6 +73,7 @@ class Server:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
 
     def close(self):
+        self.closed = True
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -230,6 +247,10 @@ def test_models_folder_from_the_environment_is_used_first(weights, env, monkeypa
     ({"sha256": "abc"}, "invalid sha256"),
     ({"size": 0}, "invalid size"),
     ({"file": "../x.safetensors"}, "plain file name"),
+    ({"file": ""}, "plain file name"),
+    ({"file": ".."}, "plain file name"),
+    ({"file": "."}, "plain file name"),
+    ({"file": ".hidden.safetensors"}, "plain file name"),
     ({"spatial_dims": 4}, "spatial_dims"),
     ({"input": {"vst": "yes"}}, "true or false"),
     ({"colour": "red"}, "unknown field"),
@@ -269,3 +290,114 @@ def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     assert "lowlightdenoise" in str(registry.cache_dir()).lower()
     monkeypatch.setenv(registry.ENV_MODELS_DIR, str(tmp_path / "m"))
     assert [s for s, _ in registry.search_dirs()] == ["models-dir", "bundled", "cache"]
+
+
+# ------------------------------------------------------------------------------- issue 17: downloads, imports, wording
+
+def test_a_download_that_trickles_ends_at_its_deadline_with_the_offline_route(server, weights, env):
+    body, spec = weights
+    server.routes["/tiny.safetensors"] = (body, "trickle")
+    reg = write_registry(env, body, spec, server.url("/tiny.safetensors"))
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError) as info:
+        registry.download_model(NAME, registry=reg, timeout=5, deadline=1.5)
+    assert time.monotonic() - t0 < 6
+    message = str(info.value)
+    assert "too slow" in message and "within 1.5 s" in message and f"models import {NAME} FILE" in message
+    assert cache_files(env) == []
+
+
+def test_a_download_that_stalls_ends_after_the_stall_timeout(server, weights, env):
+    body, spec = weights
+    server.routes["/tiny.safetensors"] = (body, "stall")
+    reg = write_registry(env, body, spec, server.url("/tiny.safetensors"))
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError, match="stalled: nothing arrived for 0.5 s after 0 of") as info:
+        registry.download_model(NAME, registry=reg, timeout=0.5)
+    assert time.monotonic() - t0 < 5 and "models import" in str(info.value)
+    assert cache_files(env) == []
+
+
+def test_the_partial_download_of_a_killed_process_is_swept(server, weights, env):
+    import subprocess
+    import sys
+
+    from LowLightDenoiseLib import files
+
+    body, spec = weights
+    server.routes["/tiny.safetensors"] = (body, "ok")
+    reg = write_registry(env, body, spec, server.url("/tiny.safetensors"))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that no longer runs: what SIGKILL leaves is its .part
+    (env / "cache").mkdir()
+    part = env / "cache" / f".tiny-dncnn-0.1.safetensors.{files._HOST}.{gone.pid}.k1ll3d.part"
+    part.write_bytes(body[:100])
+    registry.download_model(NAME, registry=reg)
+    assert cache_files(env) == ["tiny-dncnn-0.1.safetensors"]
+
+
+def test_import_installs_what_it_copied_even_if_the_source_changes_meanwhile(weights, env, monkeypatch):
+    """The source is rewritten (same size, other bytes) right after it was first read to its end."""
+    import builtins
+
+    body, spec = weights
+    reg = write_registry(env, body, spec)
+    source = env / "w.safetensors"
+    source.write_bytes(body)
+    real_open = builtins.open
+    rewritten = []
+
+    class Reader:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def read(self, *args):
+            data = self.fh.read(*args)
+            if not data and not rewritten:
+                rewritten.append(True)
+                with real_open(source, "wb") as other:
+                    other.write(bytes(len(body)))  # the racing rewrite
+            return data
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    def watched_open(path, mode="r", *args, **kwargs):
+        fh = real_open(path, mode, *args, **kwargs)
+        return Reader(fh) if str(path) == str(source) and "r" in mode else fh
+
+    monkeypatch.setattr(builtins, "open", watched_open)
+    try:
+        installed = registry.import_model(NAME, source, registry=reg)
+    except InputError:
+        installed = None
+    monkeypatch.setattr(builtins, "open", real_open)
+    assert rewritten  # the race happened
+    if installed is not None:  # whatever was installed is the registered file, never the rewrite
+        assert installed.read_bytes() == body and registry.installed(NAME, reg)
+    else:
+        assert cache_files(env) == []
+
+
+def test_import_and_load_say_what_is_wrong_with_the_file(weights, env, tmp_path):
+    body, spec = weights
+    reg = write_registry(env, body, spec)
+    with pytest.raises(InputError, match="is a folder; give the weights file itself"):
+        registry.import_model(NAME, tmp_path, registry=reg)
+    with pytest.raises(InputError, match="not a regular file"):
+        registry.import_model(NAME, "/dev/zero", registry=reg)
+    with pytest.raises(InputError, match="does not exist"):
+        registry.import_model(NAME, tmp_path / "nope.safetensors", registry=reg)
+    (env / "cache").mkdir()
+    (env / "cache" / "tiny-dncnn-0.1.safetensors").write_bytes(body[::-1])  # a wrong copy, no address
+    with pytest.raises(ModelNotAvailableError) as info:
+        load_model(NAME, registry=reg)
+    message = str(info.value)
+    assert "does not match the registry's size and sha256" in message and "no download address" in message
+    assert str(env / "cache" / "tiny-dncnn-0.1.safetensors") in message and "models import" in message
