@@ -92,7 +92,8 @@ def sweep(folder: PathLike) -> List[Path]:
     """Remove the stale temporaries of our naming in ``folder``; returns what was removed.
 
     Stale: written by a process of this machine that no longer runs, or more than :data:`STALE_SECONDS`
-    ago (another machine's, on a shared drive). Anything else (a run in progress, files of other programs) is left alone.
+    ago (another machine's, on a shared drive). Anything else (a run in progress, files of other programs) is
+    left alone.
     """
     removed: List[Path] = []
     try:

@@ -72,7 +72,8 @@ def signals_held() -> Iterator[None]:
     except BaseException:
         mask(signal.SIG_SETMASK, old)
         raise
-    while signal.sigtimedwait(list(HELD_SIGNALS), 0) is not None:
+    wait = getattr(signal, "sigtimedwait", None)  # (not on macOS: there a late signal still ends the command)
+    while wait is not None and wait(list(HELD_SIGNALS), 0) is not None:
         pass
     mask(signal.SIG_SETMASK, old)
 

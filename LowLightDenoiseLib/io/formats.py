@@ -159,7 +159,12 @@ def files_written(path: PathLike) -> List[Path]:
     p = Path(path)
     if not p.name.lower().endswith((".mhd", ".nhdr")):
         return [p]
-    folder = tempfile.mkdtemp(prefix=".lowlightdenoise-names.")
+    try:
+        folder = tempfile.mkdtemp(prefix=".lowlightdenoise-names.")
+    except OSError:  # no temporary folder: ITK's names for compressed output
+        mhd = p.name.lower().endswith(".mhd")
+        data = p.name[: -len(".mhd")] + ".zraw" if mhd else p.name[: -len(".nhdr")] + ".raw.gz"
+        return [p.parent / data, p]
     try:
         writer = sitk.ImageFileWriter()
         writer.SetFileName(os.path.join(folder, p.name))

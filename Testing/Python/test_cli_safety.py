@@ -92,7 +92,8 @@ def test_a_header_output_never_replaces_the_data_file_of_an_input(capsys, work: 
     assert code == 2
     one_line(err, f"writes its data to {work / data}")
     assert state(work) == before
-    code, _, err = run(capsys, "denoise", work / header, work / ("z" + Path(header).suffix), "--method", "gaussian", "-q")
+    other = work / ("z" + Path(header).suffix)
+    code, _, err = run(capsys, "denoise", work / header, other, "--method", "gaussian", "-q")
     assert code == 0, err  # another name is fine, and the input reads as before
     assert sitk.GetArrayFromImage(sitk.ReadImage(str(work / header))).shape == (12, 96, 96)
 
@@ -213,7 +214,8 @@ def _stopped_while_writing(big: Path, out: Path, how: signal.Signals, ignore_sig
         if ignore_sigint:  # how a shell starts a background job: SIGINT ignored
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    p = child("denoise", big, out, "--method", "gaussian", "--strength", 0, "-q", preexec=pre)  # no computing: the write
+    # strength 0: no computing, the time goes to the write
+    p = child("denoise", big, out, "--method", "gaussian", "--strength", 0, "-q", preexec=pre)
     t0 = time.time()
     while not any(n.startswith(f".{out.name}.") for n in os.listdir(out.parent)):
         assert p.poll() is None and time.time() - t0 < 120, p.stderr.read() if p.poll() is not None else "slow"

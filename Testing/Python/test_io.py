@@ -576,8 +576,8 @@ def test_an_image_that_decodes_beyond_the_memory_left_is_refused_with_a_sentence
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "800 x 800 x 800 image of 512.0 MB" in lines[0] and "memory" in lines[0], lines
-    done = subprocess.run([sys.executable, "-m", "LowLightDenoiseLib", "denoise", str(ct_path), str(tmp_path / "o.nrrd"),
-                           "--method", "gaussian", "-q"], capture_output=True, text=True, timeout=300, cwd=str(REPO),
+    done = subprocess.run([sys.executable, "-m", "LowLightDenoiseLib", "denoise", str(ct_path),
+                           str(tmp_path / "o.nrrd"), "--method", "gaussian", "-q"], capture_output=True, text=True, timeout=300, cwd=str(REPO),
                           env=env, preexec_fn=pre)
     assert done.returncode == 0, done.stderr  # an ordinary image still fits under the same limit
     assert sorted(os.listdir(tmp_path)) == ["bomb.nrrd", "o.nrrd"]
