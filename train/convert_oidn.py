@@ -13,7 +13,7 @@
    "high" quality) into :class:`LowLightDenoiseLib.models.oidn.OIDNUNet` weights for grey images (the
    colour inputs summed, as for three equal channels; float16 values stored as float32) and loads them
    strictly into the network before writing them;
-4. writes ``<name>-<version>.safetensors`` (the spec and the provenance as metadata) and
+4. writes ``<name>-<version>.safetensors`` (the spec, with the provenance under ``source``, as metadata) and
    ``<name>-NOTICE.txt`` beside ``OIDN-LICENSE.txt`` (the Apache-2.0 text, committed) in ``Resources/Models``.
 
 ``--register`` also writes the ``Resources/Models.json`` entry and the model card (``train/oidn_card.py``),
@@ -123,7 +123,8 @@ def write_weights(path: Path, spec: ModelSpec, network: Any, provenance: Dict[st
     path.parent.mkdir(parents=True, exist_ok=True)
     described = spec.to_dict()  # the input keys OIDN's model has always had, so that later defaults keep the bytes
     described["input"] = {k: described["input"][k] for k in ("noise_map", "vst", "vst_inverse")}
-    save_file(state, str(path), metadata={"spec": json.dumps(described), "source": json.dumps(provenance)})
+    # one metadata key: safetensors writes several in no fixed order, and the file must be the same every time
+    save_file(state, str(path), metadata={"spec": json.dumps(dict(described, source=provenance))})
     return path
 
 

@@ -142,7 +142,7 @@ def test_the_shipped_weights_record_their_source_and_licence_beside_them():
     from safetensors import safe_open
 
     with safe_open(str(SHIPPED), "pt") as handle:
-        source = json.loads(handle.metadata()["source"])
+        source = json.loads(handle.metadata()["spec"])["source"]
     assert source["wheel_sha256"] == convert_oidn.WHEEL_SHA256 and source["weight_set"] == "rt_hdr"
     notice = (SHIPPED.parent / "oidn-2d-NOTICE.txt").read_text()
     assert "Intel Corporation" in notice and "Apache License, Version 2.0" in notice and source["archive_sha256"] in notice
