@@ -113,7 +113,7 @@ def execute(reader: Any, p: Path, fmt: str) -> sitk.Image:
             voxels = int(np.prod([int(s) for s in size], dtype=np.float64))
             check_memory(voxels, voxel, tuple(size), p.name)
             if fmt == "nifti":
-                check_nifti_size(p, voxels * voxel)
+                check_nifti_size(p)
         image = reader.Execute()
     except RuntimeError as e:
         raise InputError(f"Could not read {p.name}: it is damaged or not a valid {what} image.") from e
@@ -143,13 +143,28 @@ def check_components(ncomp: int, fmt: Optional[str], p: Path, pixel_id: Optional
     raise InputError(f"{p.name} has {ncomp} values per pixel; only grey, RGB and RGBA images are supported.")
 
 
-def _nifti_offset(head: bytes) -> Optional[int]:
-    """``vox_offset`` of a NIfTI-1 or NIfTI-2 header (either byte order), or None if it is not one."""
+def _nifti_layout(head: bytes) -> Optional[Tuple[int, int]]:
+    """``(vox_offset, stored data bytes)`` of a NIfTI-1 or NIfTI-2 header (either byte order), or None.
+
+    The data size comes from the header's own ``dim`` and ``bitpix``: a file may store int16 with a scale
+    factor that ITK hands over as float32, so ITK's pixel type does not tell how many bytes are on disk.
+    """
     for order in ("<", ">"):
         if len(head) >= 352 and struct.unpack(order + "i", head[:4])[0] == 348:
-            return int(struct.unpack(order + "f", head[108:112])[0])
-        if len(head) >= 540 and struct.unpack(order + "i", head[:4])[0] == 540:
-            return int(struct.unpack(order + "q", head[168:176])[0])
+            dims = struct.unpack(order + "8h", head[40:56])
+            bitpix = struct.unpack(order + "h", head[72:74])[0]
+            offset = int(struct.unpack(order + "f", head[108:112])[0])
+        elif len(head) >= 540 and struct.unpack(order + "i", head[:4])[0] == 540:
+            bitpix = struct.unpack(order + "h", head[14:16])[0]
+            dims = struct.unpack(order + "8q", head[16:80])
+            offset = int(struct.unpack(order + "q", head[168:176])[0])
+        else:
+            continue
+        n = int(dims[0])
+        if not 1 <= n <= 7 or bitpix <= 0 or any(int(d) < 1 for d in dims[1:n + 1]):
+            return None  # an odd header: ITK's own checks decide
+        voxels = int(np.prod([int(d) for d in dims[1:n + 1]], dtype=np.float64))
+        return offset, voxels * int(bitpix) // 8
     return None
 
 
@@ -178,14 +193,15 @@ def _gzip_size(p: Path, expected: int) -> int:
     return total
 
 
-def check_nifti_size(p: Path, data_bytes: int) -> None:
+def check_nifti_size(p: Path) -> None:
     """Refuse a NIfTI file holding fewer bytes than its header announces (ITK reads a cut file as zeros)."""
     try:
         gz = p.name.lower().endswith(".gz")
         with (gzip.open(p, "rb") if gz else open(p, "rb")) as fh:
-            offset = _nifti_offset(fh.read(544))
-        if offset is None:
+            layout = _nifti_layout(fh.read(544))
+        if layout is None:
             return
+        offset, data_bytes = layout
         expected = offset + data_bytes
         have = _gzip_size(p, expected) if gz else p.stat().st_size
     except (OSError, EOFError, zlib.error):

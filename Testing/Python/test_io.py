@@ -666,3 +666,24 @@ def test_volume_geometry_is_checked_when_the_volume_is_made(tmp_path):
     with pytest.raises(InputError, match="must be given as a file name"):
         read_volume(None)
     assert _listing(tmp_path) == []
+
+
+def test_a_scaled_int16_nifti_is_whole_though_itk_reads_it_as_float(tmp_path, ct_path):
+    """Many CT NIfTI files store int16 with scl_slope/scl_inter (the dev CT cxr.nii.gz does): ITK hands them
+    over as float32, twice the bytes on disk, so the size check must use the header's own bitpix."""
+    import gzip
+    import struct
+
+    sitk.WriteImage(sitk.ReadImage(str(ct_path)), str(tmp_path / "a.nii"))  # int16 HU
+    raw = bytearray((tmp_path / "a.nii").read_bytes())
+    assert struct.unpack("<h", raw[72:74])[0] == 16
+    raw[112:120] = struct.pack("<ff", 0.5, -10.0)  # scl_slope, scl_inter: stored values are not HU
+    (tmp_path / "s.nii").write_bytes(bytes(raw))
+    (tmp_path / "s.nii.gz").write_bytes(gzip.compress(bytes(raw)))
+    expected = read_volume(ct_path).array.astype(np.float64) * 0.5 - 10.0
+    for name in ("s.nii", "s.nii.gz"):
+        volume = read_volume(tmp_path / name)
+        np.testing.assert_allclose(volume.array, expected)
+    (tmp_path / "cut.nii").write_bytes(bytes(raw[: int(len(raw) * 0.6)]))
+    with pytest.raises(InputError, match="is truncated"):
+        read_volume(tmp_path / "cut.nii")
