@@ -102,8 +102,11 @@ class _Worker:
 
     def submit(self, job_file: Path, log_path: Path) -> None:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(f"{job_file}\t{log_path}\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(f"{job_file}\t{log_path}\n")
+            self.proc.stdin.flush()
+        except OSError:  # the worker already ended (it could not start): polling reports it, with its log
+            pass
 
     def stop(self) -> None:
         """Let an idle worker end (end of its input)."""
