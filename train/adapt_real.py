@@ -107,7 +107,7 @@ def real_scan_section(budget: float, settings: AdaptSettings, figures: Path,
         structure = residual_structure(volume.array - out, out, rng)
         numbers[name] = dict(structure, flat=flat, **{k: row.get(k) for k in (
             "noise_sigma_output", "edge_preservation", "adapt_kept", "adapt_steps", "adapt_risk_before",
-            "adapt_risk_after", "adapt_loss_before", "adapt_loss_after")})
+            "adapt_risk_after", "adapt_loss_before", "adapt_loss_after", "adapt_edges_before", "adapt_edges_after")})
         body.append([name, _f(row.get("adapt_steps")), _f(row.get("adapt_kept")), f"{flat:.2f}",
                      _f(row.get("noise_sigma_output")), _f(row.get("edge_preservation"), 3),
                      f"{structure['lowpass']:.3f} (white {structure['lowpass_white']:.3f})",

@@ -38,10 +38,12 @@ class AdaptationRecord:
     seconds: float
     steps: int
     best_step: int
-    risk_before: float  #: held-out SURE risk of the full output, in noise variances, un-adapted model
-    risk_after: float  #: the same for the kept weights (the lowest reached)
-    loss_before: float  #: held-out blind-spot (Noise2Self) loss, in noise variances, un-adapted model
-    loss_after: float
+    risk_before: float  #: held-out SURE estimate of the full output's error, in noise variances, un-adapted (recorded)
+    risk_after: float  #: the same for the weights used
+    loss_before: float  #: held-out blind-spot (Noise2Self) loss, in noise variances, un-adapted model: the guard
+    loss_after: float  #: its lowest value reached (the kept weights when ``kept``)
+    edges_before: float  #: how much the output's residual follows the edges, un-adapted (``residual_edges``)
+    edges_after: float  #: the same for the best weights
     kept: bool
     stopped: str  #: "budget", "steps" or "early stop"
     seed: int
@@ -52,17 +54,18 @@ class AdaptationRecord:
         return {"adapt_budget_s": self.budget_seconds, "adapt_seconds": self.seconds, "adapt_steps": self.steps,
                 "adapt_best_step": self.best_step, "adapt_risk_before": round(self.risk_before, 5),
                 "adapt_risk_after": round(self.risk_after, 5), "adapt_loss_before": round(self.loss_before, 5),
-                "adapt_loss_after": round(self.loss_after, 5), "adapt_kept": self.kept}
+                "adapt_loss_after": round(self.loss_after, 5), "adapt_edges_before": round(self.edges_before, 4),
+                "adapt_edges_after": round(self.edges_after, 4), "adapt_kept": self.kept}
 
     def sentence(self) -> str:
         """One sentence for the user: what was done and whether the adapted weights are used."""
         head = (f"Adapted {self.model} to this scan for {self.seconds:.0f} s ({self.steps} steps, "
-                f"{LOSS_TITLES[self.loss]}, stopped by {self.stopped}): estimated error on held-out pixels "
-                f"{self.risk_before:.4f} -> {self.risk_after:.4f} noise variances, blind-spot loss "
-                f"{self.loss_before:.4f} -> {self.loss_after:.4f}")
+                f"{LOSS_TITLES[self.loss]}, stopped by {self.stopped}): held-out blind-spot loss "
+                f"{self.loss_before:.4f} -> {self.loss_after:.4f} noise variances (estimated error of the output "
+                f"{self.risk_before:.4f} -> {self.risk_after:.4f})")
         if self.kept:
             return f"{head}, so the adapted weights (step {self.best_step}) are used."
-        return (f"{head}; the error did not fall by {self.settings.get('min_gain', 0):.0%}, so the un-adapted "
+        return (f"{head}; the loss did not fall by {self.settings.get('min_gain', 0):g}, so the un-adapted "
                 "model is used.")
 
     def to_dict(self) -> Dict[str, Any]:
@@ -171,9 +174,10 @@ def adaptation_card(record: AdaptationRecord, file_name: str) -> str:
     rows = [("base model", f"{record.model} {record.version}"), ("scan", record.scan),
             ("loss", f"{LOSS_TITLES[record.loss]} (`{record.loss}`), in the network's own input domain"),
             ("budget", f"{budget}; {record.seconds:g} s used, {record.steps} steps, stopped by {record.stopped}"),
-            ("held-out error (Monte-Carlo SURE of the full output, noise variances)",
-             f"{record.risk_before:.5f} before, {record.risk_after:.5f} after (best step {record.best_step})"),
-            ("held-out blind-spot loss (noise variances)", f"{record.loss_before:.5f} before, {record.loss_after:.5f} after"),
+            ("held-out blind-spot loss (the guard; noise variances)",
+             f"{record.loss_before:.5f} before, {record.loss_after:.5f} after (best step {record.best_step})"),
+            ("held-out estimated error of the output (Monte-Carlo SURE; noise variances)",
+             f"{record.risk_before:.5f} before, {record.risk_after:.5f} after"),
             ("kept", kept), ("seed", str(record.seed)), ("settings", f"`{json.dumps(record.settings)}`")]
     lines = [f"# Adapted weights: {file_name}", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
