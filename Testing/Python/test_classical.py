@@ -274,7 +274,12 @@ def test_a_constant_slice_in_a_stack_stays_finite(name, phantom3d):
     assert np.all(np.isfinite(out)) and np.ptp(out[1]) < 1e-3
 
 
-@pytest.mark.parametrize("method, gain", [("gamma", 1.0), ("enhance-2d", 5.0)])
+@pytest.mark.parametrize("method, gain", [
+    ("gamma", 1.0),
+    pytest.param("enhance-2d", 5.0, marks=pytest.mark.skipif(
+        __import__("importlib").util.find_spec("torch") is None, reason="a learned model needs torch "
+                                                                         "(the Python 3.9 run is torch-free)")),
+])
 def test_an_enhancer_brightens_a_dark_8_bit_photograph_into_an_8_bit_photograph(fundus_path, tmp_path, method, gain):
     """Issue 12 item 1: the output spans the type's display range (0-255) and is written as 8 bits."""
     from LowLightDenoiseLib.degrade import LowLight, simulate_volume
