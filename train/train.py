@@ -390,6 +390,9 @@ def train(config: TrainConfig, run_dir: Optional[Path] = None, resume: bool = Fa
             f"world {dist.world}")
         if initialised:
             log(initialised)
+            # what the run starts from, on the same validation samples as every epoch (a fine-tuning run must beat it)
+            start = evaluate_loader(model, val_loader, loss_fn, dist.device)
+            log(f"start    val {start['val_loss']:.5f} psnr {start['val_psnr']:.2f} (input {start['val_input_psnr']:.2f})")
 
     stop_reason = "max_epochs"
     t_start = time.perf_counter() - elapsed
