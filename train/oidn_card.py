@@ -89,11 +89,10 @@ def render(entry: Dict[str, Any], done: Dict[str, Any], report: Optional[Dict[st
               "shipped as a comparison and as the start of fine-tuned models, not as the default.",
               "- Blind and without a noise-level input, so it cannot be told how strong the noise is; on CT the "
               "darkest values (air) are clamped at the normalised 0 as OIDN clamps negative colours.",
-              "- Slow: 0.29 x default-2d's throughput in one run on this shared 2-core machine under a load of "
-              "about 9 (0.040 against 0.138 Mvoxel/s for a whole engine call on 8 x 512 x 512 with 2 threads: "
-              "`python train/evaluate.py --models oidn-2d,default-2d --no-baselines --no-peers --slices 1 --threads 2 "
-              "--speed --out train/reports/oidn-2d-speed`); at default-2d's 1.45 Mvoxel/s on the quiet machine that "
-              "would be about 0.4, under the 0.5 Mvoxel/s target for the default."]
+              "- Slow: 0.305 Mvoxel/s against default-2d's 1.076 (0.28 x) for a whole engine call on 8 x 512 x 512 "
+              "with 2 threads, in one run on this 2-core machine while it was nearly idle (`python train/evaluate.py "
+              "--models oidn-2d,default-2d --no-baselines --no-peers --slices 1 --threads 2 --speed --out "
+              "train/reports/oidn-2d-speed`): under the 0.5 Mvoxel/s target set for the default."]
     return "\n".join(lines) + "\n"
 
 
