@@ -21,6 +21,7 @@ those of other machines older than :data:`STALE_SECONDS`.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import secrets
@@ -278,3 +279,13 @@ def check_folder_writable(folder: PathLike, what: str = "output") -> None:
 
 __all__ = ["Staging", "publish", "sweep", "temp_file", "temp_dir", "is_temp_name", "check_folder_writable",
            "umask", "remove", "TEMP_SUFFIXES", "STALE_SECONDS"]
+
+
+def sha256_of(path: Union[str, "os.PathLike[str]"]) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+

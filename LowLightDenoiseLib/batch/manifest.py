@@ -50,16 +50,12 @@ class Scan:
 
 def _is_dicom_file(path: Path) -> bool:
     from ..io import file_format
+    from ..io.reading import looks_like_dicom
 
     fmt = file_format(path)
     if fmt is not None:
         return fmt == "dicom"
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
+    return looks_like_dicom(path)
 
 
 def _is_image_file(path: Path) -> bool:

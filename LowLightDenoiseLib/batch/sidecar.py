@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from .. import __version__
+from ..files import sha256_of
 
 #: version of the sidecar's layout; a sidecar of another version is never trusted
 FORMAT = 1
@@ -58,24 +59,16 @@ def stat_signature(path: Union[str, Path]) -> str:
     return digest.hexdigest()[:32]
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def content_sha256(path: Union[str, Path]) -> str:
     """sha256 of a single file (what ``sha256sum`` prints); for several files, of their names and sha256s."""
     p = Path(path)
     files = _files(p)
     if len(files) == 1 and not p.is_dir():
-        return _sha256_file(files[0])
+        return sha256_of(files[0])
     root = p if p.is_dir() else p.parent
     digest = hashlib.sha256()
     for f in files:
-        digest.update(f"{_relative(f, root)}\0{_sha256_file(f)}\n".encode("utf-8", "surrogateescape"))
+        digest.update(f"{_relative(f, root)}\0{sha256_of(f)}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 

@@ -6,8 +6,8 @@
 * :func:`files_read` / :func:`files_written`: every file a read depends on (a ``.mhd``/``.nhdr``
   header and its data files, the files of a DICOM folder) and every file a write produces, so that
   a command can promise never to replace a file it reads;
-* :func:`available_memory`: what this process may still allocate (free memory, ``ulimit -v``, the
-  container's limit), to refuse an image whose decoded size does not fit before decoding it.
+* :func:`available_memory` (from :mod:`..memory`): what this process may still allocate, to refuse an
+  image whose decoded size does not fit before decoding it.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..errors import InputError
+from ..memory import available_memory  # noqa: F401 - re-exported for the readers
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -182,64 +183,6 @@ def files_written(path: PathLike) -> List[Path]:
 
 
 # ------------------------------------------------------------------------------- memory
-
-def _meminfo_available() -> Optional[int]:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def _status_bytes(key: str) -> Optional[int]:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _cgroup_available() -> Optional[int]:
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        try:
-            limit = Path(limit_file).read_text().strip()
-            usage = int(Path(usage_file).read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if limit.isdigit() and int(limit) < 1 << 60:
-            return max(int(limit) - usage, 0)
-    return None
-
-
-def available_memory() -> Optional[int]:
-    """Bytes this process can still allocate (the smallest of free memory, ``ulimit -v``/``-d`` and the
-    container's limit), or None when the system does not say."""
-    candidates = [_meminfo_available(), _cgroup_available()]
-    try:
-        import resource
-
-        for limit, used in ((resource.RLIMIT_AS, "VmSize"), (getattr(resource, "RLIMIT_DATA", None), "VmData")):
-            if limit is None:
-                continue
-            soft = resource.getrlimit(limit)[0]
-            current = _status_bytes(used)
-            if soft != resource.RLIM_INFINITY and current is not None:
-                candidates.append(max(soft - current, 0))
-    except ImportError:  # Windows
-        pass
-    known = [c for c in candidates if c is not None]
-    return min(known) if known else None
 
 
 def size_text(nbytes: float) -> str:

@@ -8,10 +8,9 @@ blending, so a 2000-slice CT costs no more GPU memory than a 64-slice one:
 * 3D: one volume ``(1, C, d, h, w)``.
 
 Memory: the budget is the free GPU memory (``torch.cuda.mem_get_info``), capped at 4 GiB by default
-whatever the volume, or a quarter of the available RAM on the CPU (``/proc/meminfo``,
-``os.sysconf``, the Windows API, 2 GiB when none answers), capped at 2 GiB. The cost of one voxel
-is the sum of every layer's output (an upper bound: all activations alive at once), worked out on
-PyTorch's ``meta`` device without computing anything.
+whatever the volume, or a quarter of the available RAM on the CPU (free memory, the container's and
+``ulimit`` limits: :mod:`..memory`), capped at 2 GiB. The cost of one voxel is the sum of every layer's
+output (an upper bound: all activations alive at once), worked out on PyTorch's ``meta`` device without computing anything.
 
 A CUDA out-of-memory error retries with half the window batch, then half the tile, down to the
 smallest tile; after that the run moves to the CPU. Each retry is logged as a warning and written
@@ -25,8 +24,6 @@ import copy
 import dataclasses
 import logging
 import math
-import os
-import sys
 import time
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
@@ -115,43 +112,14 @@ def available_memory(device: str = "cpu") -> int:
 
 
 def _available_ram() -> int:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    if sys.platform == "win32":
-        return _windows_available_ram()
-    try:  # Linux without MemAvailable, BSD; macOS has no SC_AVPHYS_PAGES
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        pass
-    try:  # macOS: physical memory; the budget takes a quarter of it
-        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE")) // 2
-    except (ValueError, OSError, AttributeError):
-        return 2 * GiB
+    """Available RAM of this process (:mod:`..memory`); without an answer half the physical memory, else 2 GiB."""
+    from ..memory import available_memory as ram_left, physical_memory
 
-
-def _windows_available_ram() -> int:
-    import ctypes
-
-    class MemoryStatusEx(ctypes.Structure):
-        _fields_ = [("dwLength", ctypes.c_ulong), ("dwMemoryLoad", ctypes.c_ulong),
-                    ("ullTotalPhys", ctypes.c_ulonglong), ("ullAvailPhys", ctypes.c_ulonglong),
-                    ("ullTotalPageFile", ctypes.c_ulonglong), ("ullAvailPageFile", ctypes.c_ulonglong),
-                    ("ullTotalVirtual", ctypes.c_ulonglong), ("ullAvailVirtual", ctypes.c_ulonglong),
-                    ("ullAvailExtendedVirtual", ctypes.c_ulonglong)]
-
-    status = MemoryStatusEx()
-    status.dwLength = ctypes.sizeof(MemoryStatusEx)
-    try:
-        if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):  # type: ignore[attr-defined]
-            return int(status.ullAvailPhys)
-    except (AttributeError, OSError):
-        pass
-    return 2 * GiB
+    left = ram_left()
+    if left is not None:
+        return left
+    total = physical_memory()  # macOS: no available-pages count; the budget takes a quarter of this half
+    return total // 2 if total else 2 * GiB
 
 
 def memory_budget(device: str, settings: Optional[InferenceSettings] = None) -> int:

@@ -16,11 +16,11 @@ The low-light file was made from the clean crop with the library's own simulatio
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 from typing import Any, List
 
 from ..errors import InputError
+from ..files import sha256_of
 
 CATEGORY = "Low-Light Denoise"
 
@@ -47,14 +47,6 @@ SAMPLES = (
            "2a3e005886e14c96b3f1648caadc72becde5336f8a668232c1f483bbcbb0de2a",
            "The same crop as a simulated low-light acquisition (50 photons at full scale)"),
 )
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sample_uri(folder: Path, sample: Sample) -> str:

@@ -25,7 +25,6 @@ way into the cache after the same checks. Weights are read with safetensors (or
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..errors import InputError, ModelNotAvailableError
+from ..files import sha256_of
 from ..models.spec import ModelSpec
 from ..progress import ProgressCallback
 from ..resources import resources_dir
@@ -215,14 +215,6 @@ def search_dirs() -> List[Tuple[str, Path]]:
     dirs.append(("bundled", BUNDLED_DIR))
     dirs.append(("cache", cache_dir()))
     return dirs
-
-
-def sha256_of(path: PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 _VERIFIED: Dict[Tuple[str, int, float], str] = {}

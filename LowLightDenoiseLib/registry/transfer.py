@@ -26,6 +26,17 @@ MIN_RATE = 20_000.0
 MIN_DEADLINE = 120.0
 
 
+
+def _cache_folder(error: type) -> Path:
+    """The weights cache, created if needed; ``error`` (the caller's kind of failure) if it cannot be."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as cause:
+        raise error(f"Cannot create the model cache {folder} ({cause.strerror}); "
+                    f"set {ENV_CACHE} to a writable folder.") from cause
+    return folder
+
 def download_model(name: str, progress: Optional[ProgressCallback] = None, *,
                    registry: Optional[PathLike] = None, timeout: float = STALL_SECONDS, retries: int = 2,
                    cancel: Optional[CancelToken] = None, force: bool = False,
@@ -46,12 +57,7 @@ def download_model(name: str, progress: Optional[ProgressCallback] = None, *,
         return found[1]
     if not entry.url:
         raise ModelNotAvailableError(_missing_sentence(name, registry, "has no download address yet"))
-    folder = cache_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise DownloadError(f"Cannot create the model cache {folder} ({error.strerror}); "
-                            f"set {ENV_CACHE} to a writable folder.") from error
+    folder = _cache_folder(DownloadError)
     limit = float(deadline) if deadline is not None else max(MIN_DEADLINE, entry.size / MIN_RATE)
     ends = time.monotonic() + limit
     target = folder / entry.file
@@ -188,12 +194,7 @@ def import_model(name: str, file: PathLike, registry: Optional[PathLike] = None)
                           f"its size or sha256 differs from the registry.")
     if source.stat().st_size != entry.size:
         raise mismatch
-    folder = cache_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"Cannot create the model cache {folder} ({error.strerror}); "
-                         f"set {ENV_CACHE} to a writable folder.") from error
+    folder = _cache_folder(InputError)
     target = folder / entry.file
     fd, tmp = files.temp_file(target, ".part")
     try:

@@ -18,7 +18,7 @@ PACKAGE = "LowLightDenoiseLib"
 #: each library module's layer (by its first name under the package); a module may import only its own
 #: layer and the ones below it. Front ends sit on top, the core (arrays in physical units) at the bottom.
 LAYERS = [
-    {"errors", "progress", "resources", "volume", "options", "files", "tables", "vst", "normalize"},  # foundations
+    {"errors", "progress", "resources", "volume", "options", "files", "memory", "tables", "vst", "normalize"},  # foundations
     {"io", "noise", "degrade", "metrics"},  # images in physical units
     {"models"},  # networks and how they run (no method)
     {"registry"},  # the catalogue (no method)
