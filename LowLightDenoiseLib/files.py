@@ -20,17 +20,20 @@ those of other machines older than :data:`STALE_SECONDS`.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Iterator, List, Optional, Tuple, Union
 
 from .errors import InputError
 
@@ -174,6 +177,20 @@ def _publish_exclusive(tmp: Path, target: Path) -> None:
         raise
 
 
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block is over (main thread, where ``pthread_sigmask`` exists)."""
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, old)  # a signal that came meanwhile is delivered now
+
+
 class Staging:
     """The outputs of one operation, written to temporaries and published together (all or none).
 
@@ -189,13 +206,15 @@ class Staging:
         self.committed = False
 
     def temp_file(self, target: PathLike, suffix: str = ".tmp") -> Tuple[int, Path]:
-        fd, path = temp_file(target, suffix)
-        self._temps.append(path)
+        with _signals_deferred():  # a Ctrl-C between creating and registering would leave the file behind
+            fd, path = temp_file(target, suffix)
+            self._temps.append(path)
         return fd, path
 
     def temp_dir(self, target: PathLike) -> Path:
-        path = temp_dir(target)
-        self._temps.append(path)
+        with _signals_deferred():
+            path = temp_dir(target)
+            self._temps.append(path)
         return path
 
     def add(self, tmp: PathLike, target: PathLike, replace: bool) -> None:
