@@ -82,6 +82,8 @@ def scans_of(args: argparse.Namespace, options: RunOptions) -> List[Any]:
     from .manifest import folder_scans, read_manifest, write_manifest
 
     source = Path(args.manifest)
+    if isinstance(args.method, str) and args.method.strip().lower().endswith(".safetensors"):
+        args.method = str(Path(args.method.strip()).resolve())  # the workers may start in another folder
     if not source.exists():
         raise InputError(f"The manifest {source} does not exist.")
     if not source.is_dir():

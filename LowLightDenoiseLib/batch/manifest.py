@@ -132,6 +132,12 @@ def _resolve(path: str, base: Path) -> str:
     return str(p if p.is_absolute() else (base / p))
 
 
+def _method_cell(cell: str, base: Path) -> str:
+    """A row's method: a name, or a weights file (``*.safetensors``) relative to the manifest's folder."""
+    cell = cell.strip()
+    return _resolve(cell, base) if cell.lower().endswith(".safetensors") else cell
+
+
 def _row_options(cells: Dict[str, str], defaults: RunOptions, where: str) -> RunOptions:
     """The command line's options with this row's non-empty option cells, checked (one sentence)."""
     fields: Dict[str, Any] = {}
@@ -192,7 +198,7 @@ def read_manifest(path: Union[str, Path], *, method: Any, options: RunOptions,
         ref = (cells.get(ref_col) or "").strip()
         name = (cells.get(NAME_COLUMN) or "").strip() or output_stem(source)
         scans.append(Scan(name=check_name(name, where), input=source,
-                          method=(cells.get("method") or "").strip() or method,
+                          method=_method_cell(cells.get("method") or "", base) or method,
                           options=_row_options(cells, options, where), reference=_resolve(ref, base) if ref else None,
                           line=line, columns={k: v for k, v in cells.items() if k and k not in known}))
     if not scans:

@@ -96,16 +96,23 @@ def _same_content(path: Optional[str], recorded: Optional[Dict[str, Any]]) -> bo
 
 def method_identity(method: Any) -> Dict[str, Any]:
     """What names a method's behaviour: a classical method's name and the library version, a learned
-    model's registered name, version and weights sha256 (an unknown name raises one sentence)."""
+    model's registered name, version and weights sha256, a weights file's name, model and sha256 (adapted
+    weights: ``lowlightdenoise adapt``); an unknown name or unusable weights file raises one sentence."""
     from .. import registry
     from ..errors import InputError
     from ..methods import Method
+    from ..methods.adapted import weights_file_metadata
     from ..methods.loading import classical_method_names
 
     if isinstance(method, Method):
         cls = type(method)
         return {"name": method.name, "kind": method.kind, "class": f"{cls.__module__}.{cls.__qualname__}"}
     key = str(method).strip().lower()
+    if key.endswith(".safetensors"):
+        path = Path(str(method).strip())
+        spec = json.loads(weights_file_metadata(path)["spec"])
+        return {"name": path.name, "kind": "weights file", "model": spec.get("name"), "version": spec.get("version"),
+                "sha256": sha256_of(path)}
     if key in classical_method_names():
         return {"name": key, "kind": "classical", "version": __version__}
     canonical = registry.canonical_name(key)

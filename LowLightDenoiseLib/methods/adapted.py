@@ -187,27 +187,43 @@ def adaptation_card(record: AdaptationRecord, file_name: str) -> str:
     return "\n".join(lines)
 
 
-def load_weights_file(path: Union[str, Path], device: str = "cpu", **settings: Any) -> Method:
-    """The method in a weights file that names its model (spec metadata): an :class:`AdaptedMethod` for
-    adapted weights, else a :class:`LearnedMethod`. ``settings`` are inference settings (``tile``...)."""
-    from safetensors import safe_open
+#: a safetensors header larger than this is not one this library wrote (its headers are a few kB)
+_MAX_HEADER_BYTES = 16 << 20
 
-    from ..models.inference import InferenceSettings
-    from ..models.spec import ModelSpec
 
+def weights_file_metadata(path: Union[str, Path]) -> Dict[str, str]:
+    """The metadata of a safetensors weights file that names its model (``spec``, and ``adaptation`` for adapted
+    weights), read from the file's header without torch; one sentence when the file cannot be used by path."""
     path = Path(path)
     if not path.is_file():
         raise ModelNotAvailableError(f"The weights file {path} does not exist.")
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except Exception as error:  # noqa: BLE001 - any parse failure means an unusable file
+        with open(path, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            if not 2 <= size <= _MAX_HEADER_BYTES:
+                raise ValueError("header size")
+            header = json.loads(fh.read(size).decode("utf-8"))
+        metadata = header.get("__metadata__") or {}
+        if not isinstance(metadata, dict):
+            raise ValueError("metadata")
+    except (OSError, ValueError, AttributeError) as error:
         raise ModelNotAvailableError(f"The weights file {path} cannot be read ({type(error).__name__}); it is "
                                      "damaged or not a safetensors file.") from error
     if "spec" not in metadata:
         raise ModelNotAvailableError(f"The weights file {path} does not say which model it holds (no spec in its "
                                      "metadata); only files written by 'lowlightdenoise adapt' or train/export.py "
                                      "can be loaded by path.")
+    return {str(k): str(v) for k, v in metadata.items()}
+
+
+def load_weights_file(path: Union[str, Path], device: str = "cpu", **settings: Any) -> Method:
+    """The method in a weights file that names its model (spec metadata): an :class:`AdaptedMethod` for
+    adapted weights, else a :class:`LearnedMethod`. ``settings`` are inference settings (``tile``...)."""
+    from ..models.inference import InferenceSettings
+    from ..models.spec import ModelSpec
+
+    path = Path(path)
+    metadata = weights_file_metadata(path)
     try:
         spec = ModelSpec.from_dict(json.loads(metadata["spec"]))
         inference = InferenceSettings(**settings)

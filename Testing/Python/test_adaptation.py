@@ -318,3 +318,36 @@ def test_weights_files_that_cannot_be_used_get_one_sentence(adapted, tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not weights")
     with pytest.raises(ModelNotAvailableError, match="cannot be read"):
         load_weights_file(tmp_path / "junk.safetensors")
+
+
+@pytest.mark.slow
+def test_a_batch_over_a_folder_reuses_adapted_weights_and_its_sidecars_name_them(ct_dark, adapted, tmp_path):
+    """Batch runs took only registered names (``--method scanner-a.safetensors`` was 'Unknown method')."""
+    import subprocess
+    import sys
+
+    from LowLightDenoiseLib.cli import main
+    from LowLightDenoiseLib.files import sha256_of
+    from LowLightDenoiseLib.io import write_volume
+
+    (tmp_path / "scanner").mkdir()
+    weights = save_adapted(adapted, tmp_path / "scanner" / "scanner-a.safetensors")
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for name, seed in (("first", 1), ("second", 2)):
+        write_volume(simulate_volume(ct_dark, LowLight(peak=50, read_noise=0.5), seed=seed), scans / f"{name}.nrrd")
+    done = subprocess.run([sys.executable, "-m", "LowLightDenoiseLib", "batch", "scans", "out", "--method",
+                           "scanner/scanner-a.safetensors", "--workers", "1", "--device", "cpu", "-q"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    single = tmp_path / "single.nrrd"
+    assert main(["denoise", str(scans / "first.nrrd"), str(single), "--method", str(weights), "--device", "cpu",
+                 "-q"]) == 0
+    assert (tmp_path / "out" / "first.nrrd").read_bytes() == single.read_bytes()
+    side = json.loads((tmp_path / "out" / "second.nrrd.json").read_text())
+    assert side["key"]["method"] == {"name": "scanner-a.safetensors", "kind": "weights file", "model": "default-2d",
+                                     "version": adapted.record.version, "sha256": sha256_of(weights)}
+    bad = subprocess.run([sys.executable, "-m", "LowLightDenoiseLib", "batch", "scans", "out2", "--method",
+                          "scanner/missing.safetensors", "-q"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode != 0 and "does not exist" in bad.stderr and not (tmp_path / "out2" / "first.nrrd").exists()

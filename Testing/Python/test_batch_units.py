@@ -50,6 +50,12 @@ def test_a_manifest_row_takes_its_paths_relative_to_the_manifest_and_its_own_opt
     assert scans[0].columns == {"site": "x"} and scans[1].line == 3
 
 
+def test_a_manifest_rows_weights_file_is_relative_to_the_manifest(tmp_path):
+    path = write_csv(tmp_path / "m.csv", ["input", "method"], [["ct.nrrd", "weights/Scanner-A.safetensors"]])
+    scans = manifest.read_manifest(path, method="nlm", options=OPTIONS)
+    assert scans[0].method == str(tmp_path / "weights" / "Scanner-A.safetensors")
+
+
 @pytest.mark.parametrize("header,row,message", [
     (["file"], ["ct.nrrd"], "has no 'input' column"),
     (["input", "strength"], ["ct.nrrd", "7"], "Manifest line 2: The strength must be a number from 0"),
