@@ -13,8 +13,14 @@ import the submodules you need:
 
 __version__ = "0.2.0"
 
-#: The method used when none is named (command line, Slicer module, batch example): the best-scoring
-#: shipped method on the test split. Since v0.2.0 that is the learned default-2d: blind, it beats every
-#: automatic classical method of the engine and NLM/TV tuned with the clean image at peak 300, 100 and
-#: 30 photons (Resources/ModelCards/default-2d.md, measured by train/evaluate.py).
-DEFAULT_METHOD = "default-2d"
+#: The learned model for photon-limited (and Gaussian, Rician) noise: blind, it beats every automatic classical
+#: method of the engine and NLM/TV tuned with the clean image at peak 300, 100 and 30 photons
+#: (Resources/ModelCards/default-2d.md, measured by train/evaluate.py). ``auto`` runs it for those noise types;
+#: it is what ``adapt`` fine-tunes when no model is named.
+DEFAULT_MODEL = "default-2d"
+
+#: The method used when none is named (command line, Slicer module, batch): ``auto`` classifies the noise and runs
+#: the matched method (:mod:`.methods.auto`). It became the default because on the test split it is never worse
+#: than DEFAULT_MODEL on photon noise (the same model runs there) and gains 6-12 dB on salt-and-pepper and
+#: 0.3-0.6 dB on speckle (train/reports/routing.md, measured by train/routing_report.py).
+DEFAULT_METHOD = "auto"

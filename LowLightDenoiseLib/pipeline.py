@@ -124,9 +124,10 @@ def denoise_volume(
     if not isinstance(method, Method):
         control.step(0.0, f"{method}: loading")  # a learned model's weights load (or download) first
     method = get_method(method, device=opts.device)
+    validate_values(volume.array)
+    method = method.for_volume(volume)  # a method that chooses by the image (auto) chooses here, once
     # the device is resolved once, here, and only for a method that runs on one (no torch import otherwise)
     opts = dataclasses.replace(opts, device=resolve_device(opts.device) if method.uses_device else "cpu")
-    validate_values(volume.array)
     mode = resolve_mode(opts.mode, method, volume)
     axis = 0 if mode == "2d" and volume.is_2d else opts.axis
     opts = dataclasses.replace(opts, axis=axis)

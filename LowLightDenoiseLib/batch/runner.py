@@ -77,10 +77,11 @@ def plan_tasks(scans: Sequence[Scan], out_dir: Path, *, fmt: Optional[str] = Non
 
 def _ensure_weights(tasks: Sequence[ScanTask], log: Log) -> None:
     """Download missing weights once, here, instead of once per worker."""
-    from .. import registry
+    from .. import DEFAULT_MODEL, registry
+    from ..methods.auto import AUTO_NAME
 
     for name in sorted({t.job.methods[0] for t in tasks if isinstance(t.method, str)}):
-        canonical = registry.canonical_name(name.lower())
+        canonical = registry.canonical_name(DEFAULT_MODEL if name.lower() == AUTO_NAME else name.lower())
         if canonical is not None and not registry.installed(canonical):
             log(f"Downloading the weights of {canonical} ...")
             registry.weights_path(canonical)

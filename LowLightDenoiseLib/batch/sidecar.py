@@ -98,10 +98,11 @@ def method_identity(method: Any) -> Dict[str, Any]:
     """What names a method's behaviour: a classical method's name and the library version, a learned
     model's registered name, version and weights sha256, a weights file's name, model and sha256 (adapted
     weights: ``lowlightdenoise adapt``); an unknown name or unusable weights file raises one sentence."""
-    from .. import registry
+    from .. import DEFAULT_MODEL, registry
     from ..errors import InputError
     from ..methods import Method
     from ..methods.adapted import weights_file_metadata
+    from ..methods.auto import AUTO_NAME
     from ..methods.loading import classical_method_names
 
     if isinstance(method, Method):
@@ -115,9 +116,11 @@ def method_identity(method: Any) -> Dict[str, Any]:
                 "sha256": sha256_of(path)}
     if key in classical_method_names():
         return {"name": key, "kind": "classical", "version": __version__}
+    if key == AUTO_NAME:  # the library's routes and classifier, and the learned model it runs
+        return {"name": key, "kind": "automatic", "version": __version__, "model": method_identity(DEFAULT_MODEL)}
     canonical = registry.canonical_name(key)
     if canonical is None:
-        known = ", ".join(classical_method_names() + registry.registered_names())
+        known = ", ".join([AUTO_NAME] + classical_method_names() + registry.registered_names())
         raise InputError(f"Unknown method {str(method).strip()!r}; choose one of: {known}.")
     entry = registry.get_entry(canonical)
     return {"name": canonical, "kind": "learned", "version": entry.spec.version, "sha256": entry.sha256}

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .. import DEFAULT_METHOD
+from .. import DEFAULT_METHOD, DEFAULT_MODEL
 from ..errors import InputError
 from ..options import RunOptions
 from ..tables import format_table, plain, stage_text, table_format, table_text
@@ -109,7 +109,7 @@ def cmd_denoise(args: argparse.Namespace, console: Console) -> int:
         _weights_outputs(args.save_weights, outputs, args.adapt is not None)
         outputs.check()
         options = _options(args)
-        method = args.method or DEFAULT_METHOD
+        method = args.method or (DEFAULT_MODEL if args.adapt is not None else DEFAULT_METHOD)
         methods = _methods([method], args)
         volume = _read(args.input)
         reference = _read(args.reference, "The reference") if args.reference else None
@@ -171,7 +171,7 @@ def cmd_adapt(args: argparse.Namespace, console: Console) -> int:
         outputs.check()
         options = RunOptions(axis=args.axis, device=args.device, seed=args.seed).validated()
         volume = _read(args.input)
-        adapted = _adapt(volume, args.method or DEFAULT_METHOD, args.budget, options, console, args.steps)
+        adapted = _adapt(volume, args.method or DEFAULT_MODEL, args.budget, options, console, args.steps)
         stage_adapted(adapted, args.weights, outputs.staging, replace=args.overwrite)
         outputs.commit()
     console.info(f"Wrote {args.weights} and its card {card_path(args.weights)}.")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import DEFAULT_METHOD, __version__
+from .. import DEFAULT_METHOD, DEFAULT_MODEL, __version__
 from ..options import AXES, FLIP_COUNTS, MAX_STRENGTH, MODES
 from .console import Parser
 
@@ -65,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="INPUT", help="image file or DICOM folder")
     p.add_argument("output", metavar="OUTPUT", help="output file (format from the extension)")
     p.add_argument("--method", default=None,
-                   help=f"method name, any case (see 'lowlightdenoise methods'); default: {DEFAULT_METHOD}, the "
-                        "best-scoring shipped method on the test split (see the README)")
+                   help=f"method name, any case (see 'lowlightdenoise methods'); default: {DEFAULT_METHOD} "
+                        f"(classifies the noise and runs the matched method: {DEFAULT_MODEL} for photon, Gaussian "
+                        f"and Rician noise; with --adapt: {DEFAULT_MODEL})")
     _add_engine(p)
     p.add_argument("--seed", type=int, default=0, help="seed for methods with randomness (default 0)")
     p.add_argument("--reference", metavar="REF", help="clean image of the same size: adds PSNR/SSIM/MSE")
@@ -85,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("weights", metavar="WEIGHTS", help="weights file to write (*.safetensors; its card goes beside it "
                                                       "as .md)")
     p.add_argument("--method", default=None,
-                   help=f"the learned model to adapt: a registered name or a weights file (default {DEFAULT_METHOD})")
+                   help=f"the learned model to adapt: a registered name or a weights file (default {DEFAULT_MODEL})")
     p.add_argument("--budget", type=float, default=120.0, metavar="SECONDS",
                    help="time for the adaptation, in seconds (default 120)")
     p.add_argument("--steps", type=int, default=None,

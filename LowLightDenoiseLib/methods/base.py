@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import numpy as np
 
 from ..noise import NoiseProfile
 from ..progress import RunControl
+
+if TYPE_CHECKING:
+    from ..volume import Volume
 
 
 @dataclasses.dataclass
@@ -69,6 +72,11 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def apply(self, block: np.ndarray, context: MethodContext) -> np.ndarray:
         """Return the processed block (float32, same shape); never modify ``block`` in place."""
+
+    def for_volume(self, volume: "Volume") -> "Method":
+        """The method that runs on ``volume``, chosen once before the engine starts: itself, except for a method
+        that chooses by the image (``auto``, :mod:`.auto`), which returns what it chose."""
+        return self
 
     def describe(self) -> dict:
         return {"name": self.name, "title": self.title, "kind": self.kind, "category": self.category,

@@ -41,7 +41,8 @@ def load_model(name: str, device: str = "cpu", *, registry: Any = None, download
 
 
 def get_method(name: Any, *, device: str = "cpu", **options: Any) -> Method:
-    """The method called ``name`` (case-insensitive): a classical method, a registered model, or the path of
+    """The method called ``name`` (case-insensitive): ``auto`` (:mod:`.auto`), a classical method, a registered
+    model, or the path of
     a ``.safetensors`` weights file that names its model (e.g. weights adapted to a scanner by
     :func:`~.adaptation.adapt`; see :func:`~.adapted.load_weights_file`).
 
@@ -49,6 +50,7 @@ def get_method(name: Any, *, device: str = "cpu", **options: Any) -> Method:
     or to :func:`load_model`. A :class:`Method` is returned as it is.
     """
     from .. import registry as catalogue
+    from .auto import AUTO_NAME, AutoMethod
     from .classical import CLASSICAL_METHODS
 
     if isinstance(name, Method):
@@ -60,20 +62,23 @@ def get_method(name: Any, *, device: str = "cpu", **options: Any) -> Method:
         from .adapted import load_weights_file
 
         return load_weights_file(name.strip(), device=device, **options)
+    if key == AUTO_NAME:
+        return AutoMethod(device, loader=get_method, **options)
     if key in CLASSICAL_METHODS:
         return CLASSICAL_METHODS[key](**options)
     canonical = catalogue.canonical_name(key)
     if canonical is not None:
         return load_model(canonical, device=device, **options)
-    known = ", ".join(classical_method_names() + catalogue.registered_names())
+    known = ", ".join([AUTO_NAME] + classical_method_names() + catalogue.registered_names())
     raise InputError(f"Unknown method {name.strip()!r}; choose one of: {known}.")
 
 
 def list_methods() -> List[Dict[str, Any]]:
-    """Descriptions of all classical methods and registered models (installed or not)."""
+    """Descriptions of ``auto``, all classical methods and registered models (installed or not)."""
     from .. import registry as catalogue
+    from .auto import AutoMethod
     from .classical import CLASSICAL_METHODS
 
-    rows = [cls().describe() for _, cls in sorted(CLASSICAL_METHODS.items())]
+    rows = [AutoMethod().describe()] + [cls().describe() for _, cls in sorted(CLASSICAL_METHODS.items())]
     rows.extend(catalogue.describe_models())
     return rows

@@ -25,6 +25,8 @@ LEARNED_REQUIREMENTS: Dict[str, str] = {
     "safetensors": "safetensors>=0.4",
     "tqdm": "tqdm>=4.60",
 }
+#: the name of ``methods.auto`` (not imported here: see the module docstring); it runs a learned model for most noise
+AUTO_METHOD = "auto"
 #: the torch versions the library works with; the PyTorch extension installs torch 2.x on Slicer 5.8
 #: (Python 3.9), 5.10 and 5.12 (Python 3.12)
 TORCH_REQUIREMENT = ">=1.13,<3"
@@ -33,10 +35,11 @@ PROTECTED_DISTRIBUTIONS = ("numpy", "scipy", "SimpleITK", "requests", "torch")
 
 
 def needs_torch(methods: Iterable[str]) -> bool:
-    """True when one of ``methods`` is a learned model (reads the registry; imports no torch)."""
+    """True when one of ``methods`` is a learned model, or ``auto`` (which runs one for most noise types); reads
+    the registry, imports no torch."""
     from .. import registry
 
-    return any(registry.canonical_name(str(m)) is not None for m in methods)
+    return any(registry.canonical_name(str(m)) is not None or str(m).strip().lower() == AUTO_METHOD for m in methods)
 
 
 def missing_requirements(requirements: Optional[Dict[str, str]] = None, *, learned: bool = False) -> List[str]:

@@ -80,19 +80,22 @@ def noise_types() -> List[str]:
 
 
 def method_choices() -> List[Tuple[str, str, str]]:
-    """``(name, label, tooltip)`` of every method for a drop-down: learned models first, then classical.
+    """``(name, label, tooltip)`` of every method for a drop-down: "Automatic" (``auto``) first, then learned
+    models, then classical.
 
     The label is the short name (a narrow panel), the tooltip the method's title and kind.
     """
     from ..methods import list_methods
+    from ..methods.auto import AUTO_LABEL, AUTO_NAME
 
     rows = list_methods()
+    automatic = [r for r in rows if r["name"] == AUTO_NAME]
     learned = [r for r in rows if r.get("kind") == "learned"]
-    classical = [r for r in rows if r.get("kind") != "learned"]
+    classical = [r for r in rows if r.get("kind") != "learned" and r["name"] != AUTO_NAME]
     choices = []
-    for r in learned + classical:
-        label, tooltip = str(r["name"]), f"{r.get('title') or r['name']} ({r.get('kind', 'classical')}, " \
-                                          f"{r.get('category', 'denoise')})"
+    for r in automatic + learned + classical:
+        label = AUTO_LABEL if r["name"] == AUTO_NAME else str(r["name"])
+        tooltip = f"{r.get('title') or r['name']} ({r.get('kind', 'classical')}, {r.get('category', 'denoise')})"
         if r.get("kind") == "learned" and r.get("installed") is False:
             label += " (download)"
             tooltip += "; its weights are downloaded on first use"
@@ -185,9 +188,10 @@ def publish_denoise(scene: Any, job: DenoiseJob, comparison: "Comparison", *, ke
     nodes = []
     if keep_outputs:
         for o in comparison.outcomes:
-            node = node_from_volume(o.volume, scene, output_name(job.input_name, method_label(o.method)), like=like,
+            what = method_label(o.method) + (f" ({o.row['route']})" if o.row.get("route") else "")
+            node = node_from_volume(o.volume, scene, output_name(job.input_name, what), like=like,
                                     window_level_from_like=o.category != "enhance")
-            describe_output(node, f"{method_label(o.method)} ({_run_text(job, o)})", job.input_name)
+            describe_output(node, f"{what} ({_run_text(job, o)})", job.input_name)
             nodes.append(node)
     table = metrics_table_node(scene, comparison.rows, table_name or f"{job.input_name} metrics")
     describe_output(table, f"{', '.join(map(method_label, job.methods))} ({_run_text(job)})", job.input_name)
@@ -202,8 +206,10 @@ def _run_text(job: DenoiseJob, outcome: Any = None) -> str:
     if job.settings.calibrate and opts.strength is None:
         strength += ", self-calibrated"
     adapted = f", adapted to this scan ({row.get('adapt_steps')} steps)" if row.get("adapt_kept") else ""
+    routed = (f", chosen for {row.get('noise_type')} noise (probability {row.get('noise_probability')})"
+              if row.get("route") else "")
     return (f"mode {row.get('mode') or opts.mode}, slice axis {opts.axis}, device {row.get('device') or opts.device}, "
-            f"strength {strength}, flips {opts.flips}{adapted}")
+            f"strength {strength}, flips {opts.flips}{adapted}{routed}")
 
 
 def denoise_node(scene: Any, input_node: Any, method: str, *, reference_node: Any = None,

@@ -38,8 +38,12 @@ def test_method_names_are_short_and_their_titles_are_tooltips():
     assert combo.count() == len(choices) > 5
     titles = {r["name"]: r.get("title") for r in list_methods()}
     for i, (name, label, tooltip) in enumerate(choices):
-        assert label.split(" ")[0] == name and len(label) <= len(name) + len(" (download)")
+        if name == "auto":  # the one label that is not the name: the module's "Automatic" entry, first
+            assert i == 0 and label == "Automatic" and combo.itemData(i) == "auto"
+        else:
+            assert label.split(" ")[0] == name and len(label) <= len(name) + len(" (download)")
         assert combo.itemData(i, QtCore.Qt.ToolTipRole).startswith(titles[name] or name)
+    assert "auto" in [name for name, _, _ in choices]
 
 
 def test_every_widget_the_module_binds_or_reads_is_created_by_qt():
