@@ -37,7 +37,8 @@ def parse_args(argv):
     parser.add_argument("input_dir", type=Path)
     parser.add_argument("output_dir", type=Path)
     parser.add_argument("--method", default=LowLightDenoiseLib.DEFAULT_METHOD,
-                        help="classical method or registered model (default: %(default)s)")
+                        help="any method of 'lowlightdenoise methods' (default: %(default)s, the noise classified "
+                             "and the matched method run)")
     parser.add_argument("--mode", default="auto", choices=options.MODES)
     parser.add_argument("--axis", type=int, default=0, choices=options.AXES, help="2D slice axis (k, j, i)")
     parser.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu")

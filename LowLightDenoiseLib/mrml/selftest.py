@@ -39,7 +39,7 @@ def _check(condition: Any, message: str) -> None:
 
 
 def self_test_denoise(scene: Any, device: str = "auto") -> List[str]:
-    """A classical method in 2D and 3D and every installed learned denoiser, each on the self-test volume:
+    """A classical method in 2D and 3D, every installed learned denoiser and ``auto``, each on the self-test volume:
     a new scalar node with the input's exact geometry, a table whose method row beats the input's PSNR,
     the input unchanged. Returns the runs (``"method mode"``)."""
     import slicer.util
@@ -53,7 +53,7 @@ def self_test_denoise(scene: Any, device: str = "auto") -> List[str]:
                if m["installed"] and m["category"] == "denoise"]
     _check(learned, "No learned denoising model is installed with the extension.")
     runs = []
-    for method, mode in [("tv", "2d"), ("tv", "3d")] + learned:
+    for method, mode in [("tv", "2d"), ("tv", "3d")] + learned + [("auto", "2d")]:  # auto: the module's default
         output, table = denoise_node(scene, noisy, method, reference_node=reference, mode=mode, device=device)
         run = f"{method} {mode}"
         _check(output.GetClassName() == SCALAR_NODE, f"{run}: the output is a {output.GetClassName()}.")

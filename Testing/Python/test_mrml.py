@@ -451,7 +451,8 @@ def test_the_slicer_self_test_passes_here_on_real_mrml(scene):
     """LowLightDenoiseTest runs these same checks inside Slicer: a classical method in 2D and 3D and every
     bundled learned denoiser improve PSNR and keep the geometry; a compare with flip averaging."""
     runs = mrml.self_test_denoise(scene, device="cpu")
-    assert runs[:2] == ["tv 2d", "tv 3d"] and len(runs) > 2  # a learned model is bundled
+    assert runs[:2] == ["tv 2d", "tv 3d"] and len(runs) > 3  # a learned model is bundled
+    assert runs[-1] == "auto 2d"  # the module's default, Automatic
     scene.Clear(0)
     mrml.self_test_compare(scene, device="cpu")
 
