@@ -34,10 +34,12 @@ if str(TRAIN_DIR.parent) not in sys.path:
 
 from LowLightDenoiseLib.degrade import Gaussian, LowLight, Rician, SaltPepper, Speckle  # noqa: E402
 from LowLightDenoiseLib.evaluation import Entry, Level, Row, Scan, evaluate, mean_by  # noqa: E402
+from LowLightDenoiseLib.files import sha256_of  # noqa: E402
 from LowLightDenoiseLib.methods import Method, get_method  # noqa: E402
 from LowLightDenoiseLib.methods.auto import (AUTO_NAME, DEFAULT_MODEL, ROUTES, classify_channels,  # noqa: E402
                                              volume_samples)
 from LowLightDenoiseLib.methods.logdomain import OFFSET, LogDomain, log_sigma  # noqa: E402
+from LowLightDenoiseLib.noise import CLASSIFIER_PATH  # noqa: E402
 from LowLightDenoiseLib.options import RunOptions  # noqa: E402
 from LowLightDenoiseLib.volume import Volume  # noqa: E402
 from train.evaluate import NOISY, denoise_scores, load_test_scans  # noqa: E402
@@ -123,6 +125,7 @@ def render(report: Dict[str, Any]) -> str:
     rows, methods = report["rows"], report["methods"]
     lines = [f"# Noise-type routing (`--method {AUTO_NAME}`): {report['split']} split", "",
              f"Command: `{report['command']}`", "",
+             f"Noise classifier: `Resources/NoiseClassifier.json`, sha256 `{report['classifier_sha256']}`.", "",
              f"Scans: {', '.join(report['scans'])}; central crops of {report['slices']} slices x 256 px (384 px for "
              "the radiograph), first colour channel. Every method blind, through the engine on the CPU. Routes: "
              + ", ".join(f"{k} -> {v['method']}" + (f" (p >= {v['min_probability']:g})" if v["min_probability"] else "")
@@ -152,8 +155,8 @@ def render(report: Dict[str, Any]) -> str:
     verdict = ("met: `auto` may be the default" if decision["make_auto_default"]
                else "not met: the default stays " + decision["current_default"])
     lines += ["", f"Verdict: {verdict}." if decision["photon_levels"] else "No photon levels in this run.", "",
-              "## Every case", "", "| scan | level | p(true type) | p(speckle) | label | p | route | "
-              + " | ".join(methods) + " |", "|---|---|---|---|---|---|---" + "|---" * len(methods) + "|"]
+              "## Every case", "", "| scan | level | p(true type) | p(speckle) | p(salt_pepper) | label | p | route | "
+              + " | ".join(methods) + " |", "|---|---|---|---|---|---|---|---" + "|---" * len(methods) + "|"]
     scores = {(r["scan"], r["level"], r["method"]): r for r in rows}
     for key, probabilities in report["classified"].items():
         scan, level = key.split(" | ")
@@ -162,10 +165,11 @@ def render(report: Dict[str, Any]) -> str:
         found = [scores.get((scan, level, m), {}) for m in methods]
         cells = [f"{_fmt(r.get('psnr'))} / {_fmt(r.get('ssim'), 3)}" for r in found]
         lines.append(f"| {scan} | {level} | {probabilities.get(true, 0.0):.2f} | "
-                     f"{probabilities.get('speckle', 0.0):.2f} | {auto.get('noise_type')} | "
+                     f"{probabilities.get('speckle', 0.0):.2f} | {probabilities.get('salt_pepper', 0.0):.2f} | "
+                     f"{auto.get('noise_type')} | "
                      f"{_fmt(auto.get('noise_probability'))} | {auto.get('route')} | " + " | ".join(cells) + " |")
-    lines += ["", "Cells: PSNR (dB) / SSIM. p(true type), p(speckle): the classifier's probability of the true noise "
-              "type (photon noise: `poisson`) and of speckle, averaged over channels as auto does.", ""]
+    lines += ["", "Cells: PSNR (dB) / SSIM. p(...): the classifier's probability of the true noise type (photon noise: "
+              "`poisson`), of speckle and of salt-and-pepper, averaged over channels as auto does.", ""]
     return "\n".join(lines)
 
 
@@ -200,6 +204,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     log=lambda m: print(m, flush=True))
     methods = [e.label for e in entries]
     report = {"split": args.split, "slices": args.slices, "scans": [s.name for s in scans],
+              "classifier_sha256": sha256_of(CLASSIFIER_PATH),
               "levels": [lv.label for lv in levels], "methods": methods,
               "routes": {k: {"method": r.method, "min_probability": r.min_probability} for k, r in ROUTES.items()},
               "command": "python train/routing_report.py " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -8,11 +8,15 @@ other, so flip averaging, strength, tiling, progress and cancellation are the ch
 
 * photon-limited (``poisson``), Gaussian and Rician noise -> ``DEFAULT_MODEL`` (default-2d), the learned model trained
   for photon noise (on Rician noise it beat wavelet, NLM and median too);
-* salt-and-pepper -> ``median``: the learned model keeps impulses it never saw in training;
+* salt-and-pepper -> ``median``: the learned model keeps impulses it never saw in training (the classifier
+  never gave photon noise more than 0.01 for it on the validation scans, so its label is enough);
 * speckle (multiplicative) -> the default model in the log domain (:mod:`.logdomain`), where speckle is
-  additive; a route away from the default model needs the classifier's probability of that label to reach
-  the route's ``min_probability`` (photon noise at 10 photons read as speckle with up to 0.60 on the
-  validation scans, and the log domain costs 0.7-1.2 dB on photon noise), else the default model runs.
+  additive, only when the classifier's probability reaches the route's ``min_probability``, else the default
+  model: photon noise at 10 photons read as speckle with up to 0.56 on the validation scans, and the log
+  domain costs 1.3-2.6 dB there (``train/reports/routing-photon-val.md``).
+
+The thresholds belong to the classifier they were measured with (``Resources/NoiseClassifier.json``, its sha256
+recorded in ``train/reports/routing.json``): a new classifier means running ``train/routing_report.py`` again.
 
 A colour image is classified channel by channel and the probabilities averaged, so all channels take one
 route. A label the classifier knows but this table does not (a newer classifier), or an image it cannot
@@ -55,7 +59,7 @@ ROUTES: Dict[str, Route] = {
     "gaussian": Route(DEFAULT_MODEL),
     "poisson": Route(DEFAULT_MODEL),
     "rician": Route(DEFAULT_MODEL),
-    "salt_pepper": Route("median", 0.5),
+    "salt_pepper": Route("median"),
     "speckle": Route(LOG_PREFIX + DEFAULT_MODEL, 0.65),
 }
 

@@ -166,6 +166,19 @@ def test_speckle_in_the_log_domain_keeps_the_mean_and_removes_noise(ct_path):
     assert psnr(out, clean.array) > psnr(noisy.array, clean.array) + 5
 
 
+def test_the_routing_thresholds_were_measured_with_the_shipped_classifier():
+    """ROUTES' probabilities belong to one classifier: a new NoiseClassifier.json needs the routing measured again."""
+    from LowLightDenoiseLib.files import sha256_of
+
+    measured = json.loads((Path(__file__).resolve().parents[2] / "train/reports/routing.json").read_text())
+    assert measured["classifier_sha256"] == sha256_of(CLASSIFIER_PATH), (
+        "Resources/NoiseClassifier.json changed since train/reports/routing.md was measured: run "
+        "train/routing_report.py again (its docstring has the test and validation commands) and check the "
+        "thresholds of LowLightDenoiseLib/methods/auto.py ROUTES.")
+    assert measured["decision"]["auto_never_worse"] and measured["routes"]["speckle"]["min_probability"] == \
+        ROUTES["speckle"].min_probability
+
+
 def test_the_module_and_batch_know_auto():
     from LowLightDenoiseLib import mrml
     from LowLightDenoiseLib.batch.sidecar import method_identity
