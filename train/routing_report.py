@@ -11,11 +11,11 @@ Extra entries (``--extra``) are any method names, and ``log:NAME`` (or ``logC:NA
 in the log domain (:class:`~LowLightDenoiseLib.methods.logdomain.LogDomain`) with the noise level estimated
 per volume as ``auto`` does; these chose the speckle route on the validation split.
 
-    python train/routing_report.py --split test --slices 4 --out train/reports/routing
+    python train/routing_report.py --split test --slices 4 --extra nlm,log:default-2d --out train/reports/routing
     python train/routing_report.py --split val --slices 4 --noise speckle --out train/reports/routing-speckle-val \\
-        --extra wavelet,nlm,tv,bilateral,log:default-2d,log:nlm,log:tv,log:wavelet,log0.003:default-2d,log0.03:default-2d
-    python train/routing_report.py --split val --slices 4 --noise photon --peaks 300,100,30,10 --extra log:default-2d \\
-        --out train/reports/routing-photon-val
+    --extra wavelet,nlm,tv,bilateral,log:default-2d,log:nlm,log:tv,log:wavelet,log0.003:default-2d,log0.03:default-2d
+    python train/routing_report.py --split val --slices 4 --noise photon --peaks 300,100,30,10 \\
+        --extra log:default-2d --out train/reports/routing-photon-val
 """
 from __future__ import annotations
 

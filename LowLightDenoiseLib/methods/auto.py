@@ -3,17 +3,17 @@
 The noise-type classifier (:func:`~..noise.classify_noise`) reads the image once per volume, before the
 engine runs anything (:meth:`AutoMethod.for_volume`); the engine then runs the chosen method as it runs any
 other, so flip averaging, strength, tiling, progress and cancellation are the chosen method's own. Routes
-(:data:`ROUTES`), each chosen by measurement on the validation split and checked on the test split by
-``train/routing_report.py`` (``train/reports/routing.md``):
+(:data:`ROUTES`), measured on the validation and test splits by ``train/routing_report.py``
+(``train/reports/routing*.md``):
 
-* photon-limited (``poisson``), Gaussian and Rician noise -> ``DEFAULT_MODEL`` (default-2d), the learned model trained
-  for photon noise (on Rician noise it beat wavelet, NLM and median too);
+* photon-limited (``poisson``), Gaussian and Rician noise -> ``DEFAULT_MODEL`` (default-2d), the learned model
+  trained for photon noise (on Gaussian and Rician noise it beat NLM and median on the test split too);
 * salt-and-pepper -> ``median``: the learned model keeps impulses it never saw in training (the classifier
   never gave photon noise more than 0.01 for it on the validation scans, so its label is enough);
 * speckle (multiplicative) -> the default model in the log domain (:mod:`.logdomain`), where speckle is
   additive, only when the classifier's probability reaches the route's ``min_probability``, else the default
-  model: photon noise at 10 photons read as speckle with up to 0.56 on the validation scans, and the log
-  domain costs 1.3-2.6 dB there (``train/reports/routing-photon-val.md``).
+  model: photon noise read as speckle with up to 0.56 on the validation scans (3 of 24 cases, at 30 and 10
+  photons), where the log domain would have cost 1.25-1.66 dB (``train/reports/routing-photon-val.md``).
 
 The thresholds belong to the classifier they were measured with (``Resources/NoiseClassifier.json``, its sha256
 recorded in ``train/reports/routing.json``): a new classifier means running ``train/routing_report.py`` again.
