@@ -130,7 +130,8 @@ def cmd_denoise(args: argparse.Namespace, console: Console) -> int:
 
             stage_adapted(methods[0], args.save_weights, outputs.staging, replace=args.overwrite)
         outputs.commit()
-    console.info(f"Wrote {args.output} ({result.method}, {result.mode}, {result.device}, {result.seconds:.2f} s).")
+    ran = result.method + (f" -> {result.columns['route']}" if result.columns.get("route") else "")
+    console.info(f"Wrote {args.output} ({ran}, {result.mode}, {result.device}, {result.seconds:.2f} s).")
     for warning in done.warnings + result.warnings:
         console.info(f"Note: {warning}")
     if reference is not None or args.metrics:

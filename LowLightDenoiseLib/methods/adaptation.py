@@ -222,7 +222,9 @@ def _learned(method: Any, device: str) -> LearnedMethod:
 
     found = unwrap(get_method(method, device=device))
     if not isinstance(found, LearnedMethod):
-        raise InputError(f"Only a learned model can be adapted to a scan; {found.name!r} is a {found.kind} method.")
+        article = "an" if found.kind[:1] in "aeiou" else "a"
+        raise InputError(f"Only a learned model can be adapted to a scan; {found.name!r} is {article} {found.kind} "
+                         "method.")
     if found.category != "denoise":
         raise InputError(f"Only a denoising model can be adapted to a scan; {found.name!r} changes brightness on "
                          "purpose (an enhancement model).")
