@@ -80,8 +80,13 @@ def _ensure_weights(tasks: Sequence[ScanTask], log: Log) -> None:
     from .. import DEFAULT_MODEL, registry
     from ..methods.auto import AUTO_NAME
 
-    for name in sorted({t.job.methods[0] for t in tasks if isinstance(t.method, str)}):
-        canonical = registry.canonical_name(DEFAULT_MODEL if name.lower() == AUTO_NAME else name.lower())
+    from ..methods.ensemble import ENSEMBLES
+
+    names = set()
+    for name in {t.job.methods[0].lower() for t in tasks if isinstance(t.method, str)}:
+        names.update(ENSEMBLES[name][1] if name in ENSEMBLES else [DEFAULT_MODEL if name == AUTO_NAME else name])
+    for name in sorted(names):
+        canonical = registry.canonical_name(name)
         if canonical is not None and not registry.installed(canonical):
             log(f"Downloading the weights of {canonical} ...")
             registry.weights_path(canonical)

@@ -103,7 +103,8 @@ def method_identity(method: Any) -> Dict[str, Any]:
     from ..methods import Method
     from ..methods.adapted import weights_file_metadata
     from ..methods.auto import AUTO_NAME
-    from ..methods.loading import classical_method_names
+    from ..methods.ensemble import ENSEMBLES
+    from ..methods.loading import classical_method_names, method_names
 
     if isinstance(method, Method):
         cls = type(method)
@@ -118,9 +119,12 @@ def method_identity(method: Any) -> Dict[str, Any]:
         return {"name": key, "kind": "classical", "version": __version__}
     if key == AUTO_NAME:  # the library's routes and classifier, and the learned model it runs
         return {"name": key, "kind": "automatic", "version": __version__, "model": method_identity(DEFAULT_MODEL)}
+    if key in ENSEMBLES:  # an average: its members' identities
+        return {"name": key, "kind": "average", "version": __version__,
+                "members": [method_identity(m) for m in ENSEMBLES[key][1]]}
     canonical = registry.canonical_name(key)
     if canonical is None:
-        known = ", ".join([AUTO_NAME] + classical_method_names() + registry.registered_names())
+        known = ", ".join(method_names())
         raise InputError(f"Unknown method {str(method).strip()!r}; choose one of: {known}.")
     entry = registry.get_entry(canonical)
     return {"name": canonical, "kind": "learned", "version": entry.spec.version, "sha256": entry.sha256}

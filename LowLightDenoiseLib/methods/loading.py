@@ -1,4 +1,5 @@
-"""Every method found by name: classical methods by their short name, learned models from the registry.
+"""Every method found by name: ``auto``, classical methods by their short name, averages of methods
+(:mod:`.ensemble`), learned models from the registry, weights files by path.
 
 This is where a registered model becomes a method (its weights found or downloaded, its network
 built); the registry itself is only a catalogue.
@@ -17,6 +18,15 @@ def classical_method_names() -> List[str]:
     from .classical import CLASSICAL_METHODS
 
     return sorted(CLASSICAL_METHODS)
+
+
+def method_names() -> List[str]:
+    """Every name :func:`get_method` takes (besides aliases and weights files), in the order they are listed."""
+    from .. import registry as catalogue
+    from .auto import AUTO_NAME
+    from .ensemble import ensemble_names
+
+    return [AUTO_NAME] + classical_method_names() + list(ensemble_names()) + catalogue.registered_names()
 
 
 def load_model(name: str, device: str = "cpu", *, registry: Any = None, download: bool = True,
@@ -52,6 +62,7 @@ def get_method(name: Any, *, device: str = "cpu", **options: Any) -> Method:
     from .. import registry as catalogue
     from .auto import AUTO_NAME, AutoMethod
     from .classical import CLASSICAL_METHODS
+    from .ensemble import ENSEMBLES, load_ensemble
 
     if isinstance(name, Method):
         return name
@@ -66,19 +77,27 @@ def get_method(name: Any, *, device: str = "cpu", **options: Any) -> Method:
         return AutoMethod(device, loader=get_method, **options)
     if key in CLASSICAL_METHODS:
         return CLASSICAL_METHODS[key](**options)
+    if key in ENSEMBLES:
+        return load_ensemble(key, get_method, device=device, **options)
     canonical = catalogue.canonical_name(key)
     if canonical is not None:
         return load_model(canonical, device=device, **options)
-    known = ", ".join([AUTO_NAME] + classical_method_names() + catalogue.registered_names())
+    known = ", ".join(method_names())
     raise InputError(f"Unknown method {name.strip()!r}; choose one of: {known}.")
 
 
 def list_methods() -> List[Dict[str, Any]]:
-    """Descriptions of ``auto``, all classical methods and registered models (installed or not)."""
+    """Descriptions of ``auto``, all classical methods, the averages and registered models (installed or not)."""
     from .. import registry as catalogue
     from .auto import AutoMethod
     from .classical import CLASSICAL_METHODS
+    from .ensemble import describe_ensemble, ensemble_names
 
     rows = [AutoMethod().describe()] + [cls().describe() for _, cls in sorted(CLASSICAL_METHODS.items())]
-    rows.extend(catalogue.describe_models())
+    models = catalogue.describe_models()
+    installed = {r["name"]: bool(r["installed"]) for r in models}
+    for name in ensemble_names():
+        row = describe_ensemble(name)
+        rows.append(dict(row, installed=all(installed.get(m, False) for m in row["members"])))
+    rows.extend(models)
     return rows
