@@ -8,7 +8,8 @@ All estimates are in the units of the array they are given (the engine passes no
 * :func:`estimate_noise`: both, as a :class:`NoiseProfile`.
 * :func:`classify_noise`: Gaussian / Poisson / salt-and-pepper / speckle / Rician, by a small
   multinomial logistic regression on hand-made robust features; its parameters live in
-  ``Resources/NoiseClassifier.json`` (fitted on real images by ``train/train_noise_classifier.py``).
+  ``Resources/NoiseClassifier.json`` (fitted on real images by ``train/train_noise_classifier.py``);
+  and ``low_noise`` when the noise is negligible against the image's intensity window (a clean scan).
 
 3D volumes are analysed on up to eight evenly spaced slices, so that an estimate costs well under a
 second whatever the volume size (the engine runs one on every call).
@@ -34,7 +35,21 @@ if TYPE_CHECKING:
 
 #: Where the fitted classifier parameters are read from.
 CLASSIFIER_PATH = resources_dir() / "NoiseClassifier.json"
-NOISE_LABELS: Tuple[str, ...] = ("gaussian", "poisson", "salt_pepper", "speckle", "rician")
+#: The noise types of the fitted model (``Resources/NoiseClassifier.json``).
+MODEL_LABELS: Tuple[str, ...] = ("gaussian", "poisson", "salt_pepper", "speckle", "rician")
+#: Every label :func:`classify_noise` gives: the model's, and ``low_noise`` (decided from the noise level, see
+#: :data:`LOW_NOISE_SIGMA`).
+NOISE_LABELS: Tuple[str, ...] = MODEL_LABELS + ("low_noise",)
+#: Noise standard deviation, relative to the image's robust window (0.5-99.5 percentiles, as the engine normalises),
+#: at which ``low_noise`` has probability 1/2; it falls off as ``1 / (1 + (sigma / LOW_NOISE_SIGMA) ** 8)``.
+#: Clean scans measure 0.0004-0.006 (CT, radiographs); simulated photon noise at 1000 photons 0.010-0.042
+#: (``train/reports/noise_estimation.md``). Real MR carries 0.012-0.036 of its own (Rician) noise.
+LOW_NOISE_SIGMA = 0.008
+_LOW_NOISE_POWER = 8.0
+#: Share of isolated pixels at the extreme values (salt and pepper) at which ``low_noise`` is halved: impulse
+#: noise barely moves a median-based sigma. Clean scans measure at most 3e-5, simulated impulse noise (0.5-10 %)
+#: at least 3e-3.
+LOW_NOISE_IMPULSES = 1e-3
 
 _MAX_SLICES = 8
 _MAX_SLICE_SIDE = 512
@@ -53,7 +68,9 @@ class NoiseProfile:
 
     ``sigma``: standard deviation of additive Gaussian noise (signal-independent part included);
     ``a``, ``b``: Poisson-Gaussian model, variance(x) = a * x + b, where ``a`` is the gain
-    (1 / photons at full scale for a [0, 1] image) and ``b`` the read-noise variance.
+    (1 / photons at full scale for a [0, 1] image) and ``b`` the variance at ``x = 0``: the read-noise
+    variance when the photon-zero level is at 0, and negative when it lies above 0 (``b = r - a * x0``),
+    as in the engine's normalised units, whose window starts at a percentile of the noisy image.
     """
 
     sigma: float
@@ -61,7 +78,8 @@ class NoiseProfile:
     b: float = 0.0
 
     def std_at(self, x: np.ndarray) -> np.ndarray:
-        """Noise standard deviation predicted at intensity ``x`` (Poisson-Gaussian if fitted)."""
+        """Noise standard deviation predicted at intensity ``x`` (Poisson-Gaussian if fitted; 1e-6 where
+        ``a * x + b`` is not positive, below the data when ``b < 0``, see :data:`DARK_VARIANCE_FLOOR`)."""
         if self.a > 0 or self.b > 0:
             return np.sqrt(np.maximum(self.a * np.asarray(x, dtype=np.float64) + self.b, 1e-12))
         return np.full(np.shape(x), self.sigma)
@@ -73,7 +91,8 @@ class NoiseProfile:
 
     @property
     def is_photon_limited(self) -> bool:
-        """True when shot noise dominates at mid-grey (``a * 0.5 > b``): the case for a VST."""
+        """True when shot noise dominates at mid-grey (``a * 0.5 > b``; always when ``b < 0 < a``): the case
+        for a VST."""
         return self.a > 0 and self.a * 0.5 > self.b
 
 
@@ -186,8 +205,19 @@ def _binned(m: np.ndarray, v: np.ndarray, bins: int = 16) -> Tuple[np.ndarray, n
     return levels, var, counts
 
 
-def _fit_linear(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> Tuple[float, float]:
-    """Weighted least squares ``y = s * x + c`` with ``s, c >= 0`` (boundary solutions if needed)."""
+#: The free-intercept fit ``var = a * x + b`` (``b`` may be negative) is kept only while it predicts at least this
+#: share of the variance measured in the darkest intensity bin, at that bin's level; otherwise ``b >= 0`` is imposed.
+#: In the engine's normalised units the photon-zero level is not at 0 (the window's low end is a percentile of the
+#: noisy image, below the zero-photon voxels that read noise spreads), so the true ``b`` is often negative there.
+DARK_VARIANCE_FLOOR = 0.25
+
+
+def _fit_linear(x: np.ndarray, y: np.ndarray, w: np.ndarray, floor: Optional[float] = None) -> Tuple[float, float]:
+    """Weighted least squares ``y = s * x + c`` with ``s >= 0`` (boundary solutions if needed).
+
+    ``floor`` None: also ``c >= 0``. Otherwise ``c`` is free as long as ``s * min(x) + c >= floor`` (the fit stays
+    positive over the data); a fit that breaks that falls back to ``c >= 0``.
+    """
     sw = w.sum()
     xm, ym = (w * x).sum() / sw, (w * y).sum() / sw
     sxx = (w * (x - xm) ** 2).sum()
@@ -195,6 +225,8 @@ def _fit_linear(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> Tuple[float, flo
     c = ym - s * xm
     if s < 0:
         return 0.0, max(float(ym), 0.0)
+    if floor is not None and c < 0 and s * float(np.min(x)) + c >= floor:
+        return float(s), float(c)
     if c < 0:
         sxx0 = (w * x * x).sum()
         return (max(float((w * x * y).sum() / sxx0), 0.0) if sxx0 > 0 else 0.0), 0.0
@@ -202,19 +234,24 @@ def _fit_linear(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> Tuple[float, flo
 
 
 def _fit_variance_model(levels: np.ndarray, var: np.ndarray, counts: np.ndarray,
-                        feature: np.ndarray) -> Tuple[float, float]:
-    """Fit ``var = s * feature + c`` (s, c >= 0) with weights count / predicted variance^2 (two passes)."""
-    s, c = _fit_linear(feature, var, counts / np.maximum(var, 1e-30) ** 2)
+                        feature: np.ndarray, free_intercept: bool = False) -> Tuple[float, float]:
+    """Fit ``var = s * feature + c`` (``s >= 0``; ``c >= 0`` unless ``free_intercept``, see
+    :data:`DARK_VARIANCE_FLOOR`) with weights count / predicted variance^2 (two passes)."""
+    floor = DARK_VARIANCE_FLOOR * float(var[int(np.argmin(feature))]) if free_intercept else None
+    s, c = _fit_linear(feature, var, counts / np.maximum(var, 1e-30) ** 2, floor)
     pred = np.maximum(s * feature + c, 1e-30)
-    return _fit_linear(feature, var, counts / pred ** 2)
+    return _fit_linear(feature, var, counts / pred ** 2, floor)
 
 
-def estimate_poisson_gaussian(array: np.ndarray) -> Tuple[float, float]:
-    """Poisson-Gaussian parameters ``(a, b)`` of ``var = a * mean + b`` (both clipped at 0).
+def estimate_poisson_gaussian(array: np.ndarray, constrained: bool = False) -> Tuple[float, float]:
+    """Poisson-Gaussian parameters ``(a, b)`` of ``var = a * mean + b`` (``a >= 0``).
 
     Block means and residual variances (:func:`local_statistics`) are grouped in 16 equal-count
     intensity bins; the median variance of each bin (robust to edge blocks) is fitted by weighted
-    least squares. Images too small for 8 x 8 blocks fall back to ``(0, sigma**2)``.
+    least squares. ``b`` may be negative (the photon-zero level lies above 0 in these units) as long as
+    the fitted variance stays positive over the data (:data:`DARK_VARIANCE_FLOOR`); ``constrained=True``
+    imposes ``b >= 0``, the estimator of library 0.2.0 and before (it reads the gain 30-50 % low
+    at 3-30 photons). Images too small for 8 x 8 blocks fall back to ``(0, sigma**2)``.
     """
     m, v = local_statistics(array)
     if m.size < 24:
@@ -222,12 +259,13 @@ def estimate_poisson_gaussian(array: np.ndarray) -> Tuple[float, float]:
     levels, var, counts = _binned(m, v)
     if levels.size < 2 or np.ptp(levels) <= 0:
         return 0.0, float(np.median(var))
-    return _fit_variance_model(levels, var, counts, levels)
+    return _fit_variance_model(levels, var, counts, levels, free_intercept=not constrained)
 
 
-def estimate_noise(array: np.ndarray) -> NoiseProfile:
-    """Full noise profile of a (normalised) image or volume: wavelet sigma and Poisson-Gaussian (a, b)."""
-    a, b = estimate_poisson_gaussian(array)
+def estimate_noise(array: np.ndarray, constrained: bool = False) -> NoiseProfile:
+    """Full noise profile of a (normalised) image or volume: wavelet sigma and Poisson-Gaussian (a, b)
+    (``constrained``: ``b >= 0``, see :func:`estimate_poisson_gaussian`)."""
+    a, b = estimate_poisson_gaussian(array, constrained)
     return NoiseProfile(sigma=estimate_sigma(array), a=a, b=b)
 
 
@@ -237,13 +275,14 @@ FEATURE_NAMES: Tuple[str, ...] = (
     "log_impulse_fraction",   # isolated pixels at the image's extreme values (salt and pepper)
     "log_extreme_fraction",   # all pixels at the extreme values (also zero-photon or zero-speckle pixels)
     "variance_slope",         # d log var / d log mean over the bright 3/4 of the bins (0, 1, 2 ...)
-    "poisson_fraction",       # share of a * mean in the fitted var = a * mean + b at the median level
+    "poisson_fraction",       # share of a * mean in the fitted var = a * mean + b (b >= 0) at the median level
     "speckle_fraction",       # share of c * mean^2 in the fitted var = c * mean^2 + d at the median level
     "log_dark_variance_ratio",  # variance of the darkest bin / median bin variance (log)
     "log_dark_snr",           # mean / std of the darkest bin (Rayleigh background: ~1.9)
     "skew_dark",              # median block skewness of the residual, darkest quarter of blocks
     "skew_bright",            # same, brightest half
     "log_kurtosis",           # median block kurtosis of the residual (log)
+    "variance_curvature",     # q2 / q0 of var = q0 + q1 t + q2 t^2, t = (level - median) / level range (speckle > 0)
 )
 
 
@@ -285,9 +324,11 @@ def noise_features(array: np.ndarray) -> np.ndarray:
     else:
         levels, var, counts = np.array([0.5]), np.array([max(estimate_sigma(u) ** 2, 1e-12)]), np.array([1.0])
     mid = float(np.median(levels))
+    curvature = 0.0
     if levels.size >= 3 and np.ptp(levels) > 0:
-        a, b = _fit_variance_model(levels, var, counts, levels)
+        a, b = _fit_variance_model(levels, var, counts, levels)  # b >= 0: the feature as the model was first fitted
         c, d = _fit_variance_model(levels, var, counts, levels ** 2)
+        curvature = _curvature(levels, var, counts)
         top = levels >= np.quantile(levels, 0.25)
         top &= levels > 1e-3
         if top.sum() >= 2 and np.ptp(np.log(levels[top])) > 0:
@@ -312,8 +353,23 @@ def noise_features(array: np.ndarray) -> np.ndarray:
         float(np.clip(np.median(skew[dark]), -5.0, 5.0)),
         float(np.clip(np.median(skew[bright]), -5.0, 5.0)),
         math.log(max(float(np.median(kurt)), 1.0)),
+        float(np.clip(curvature, -6.0, 6.0)),
     ]
     return np.array(feats, dtype=np.float64)
+
+
+def _curvature(levels: np.ndarray, var: np.ndarray, counts: np.ndarray) -> float:
+    """``q2 / q0`` of the weighted fit ``var = q0 + q1 t + q2 t^2``, ``t = (level - median level) / level range``.
+
+    Unchanged by an intensity offset (unlike a slope in log-log): about 0 for Gaussian and Poisson-Gaussian
+    noise wherever the photon-zero level lies, positive for multiplicative (speckle) noise, negative where the
+    dark variance is cut down (Rician background).
+    """
+    t = (levels - np.median(levels)) / np.ptp(levels)
+    w = np.sqrt(counts) / np.maximum(var, 1e-30)
+    design = np.stack([np.ones_like(t), t, t * t], axis=1) * w[:, None]
+    q = np.linalg.lstsq(design, var * w, rcond=None)[0]
+    return float(q[2] / q[0]) if q[0] > 0 else 0.0
 
 
 @lru_cache(maxsize=4)
@@ -337,21 +393,46 @@ def classifier_probabilities(features: np.ndarray, params: Dict) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def relative_noise_sigma(array: np.ndarray) -> float:
+    """Wavelet noise sigma over the image's robust window (the engine's normalisation: 0.5-99.5 percentiles of the
+    whole image), so the ``sigma_normalized`` of :func:`noise_report`; 0 for a constant image."""
+    from .normalize import Normalizer
+
+    try:
+        norm = Normalizer.fit(np.asarray(array))
+    except InputError:
+        return 0.0
+    return estimate_sigma(array) / norm.scale
+
+
+def low_noise_probability(relative_sigma: float, impulse_fraction: float = 0.0) -> float:
+    """Probability that the noise is negligible: ``1 / (1 + (sigma / LOW_NOISE_SIGMA)**8)`` times
+    ``1 / (1 + (impulse_fraction / LOW_NOISE_IMPULSES)**2)`` (see :data:`LOW_NOISE_SIGMA`)."""
+    r = max(float(relative_sigma), 0.0) / LOW_NOISE_SIGMA
+    i = max(float(impulse_fraction), 0.0) / LOW_NOISE_IMPULSES
+    if r > 1e6 or i > 1e6:
+        return 0.0
+    return 1.0 / (1.0 + r ** _LOW_NOISE_POWER) / (1.0 + i * i)
+
+
 def classify_noise(array: np.ndarray, classifier_path: Optional[Path] = None) -> NoiseClassification:
     """Most likely noise type of an image or volume (see :data:`NOISE_LABELS`) with probabilities.
 
-    The features are affine-invariant, so physical or normalised units give the same answer.
+    ``low_noise`` has the probability ``q`` of :func:`low_noise_probability` (from the relative noise sigma and
+    the impulse fraction, not from the model); the model's types share ``1 - q``. The features are
+    affine-invariant, so physical or normalised units give the same answer.
     """
     params = _load_classifier(str(classifier_path or CLASSIFIER_PATH))
     feats = noise_features(array)
     probs = classifier_probabilities(feats, params)
     labels: Sequence[str] = params["labels"]
-    best = int(np.argmax(probs))
-    return NoiseClassification(
-        label=str(labels[best]),
-        probabilities={str(k): float(p) for k, p in zip(labels, probs)},
-        features={k: float(f) for k, f in zip(FEATURE_NAMES, feats)},
-    )
+    rel = relative_noise_sigma(array)
+    q = low_noise_probability(rel, 10.0 ** feats[0] - 1e-4)
+    out = {str(k): float(p) * (1.0 - q) for k, p in zip(labels, probs)}
+    out["low_noise"] = q
+    features = {k: float(f) for k, f in zip(FEATURE_NAMES, feats)}
+    features["relative_noise_sigma"] = rel
+    return NoiseClassification(label=max(out, key=out.__getitem__), probabilities=out, features=features)
 
 
 def noise_report(volume: "Volume") -> List[Dict[str, object]]:

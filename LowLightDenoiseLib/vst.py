@@ -20,8 +20,15 @@ approximation of it. In photon units (``D = y``, ``s = sqrt(b) / a``)::
 
     I(D, s) = D**2 / 4 + sqrt(3/2) / 4 * D**-1 - 11/8 * D**-2 + 5/8 * sqrt(3/2) * D**-3 - 1/8 - s**2
 
-clipped at 0 (and 0 below ``D = 2 * sqrt(3/8)``, the value of ``f`` at zero photons, where the
-expansion is no longer valid); the result in image units is ``a * I(D, s)``.
+clipped at 0 (and ``- s**2`` below ``D = 2 * sqrt(3/8)``, the value of ``f`` at zero photons, where the
+expansion is no longer valid and ``I`` reaches 0); the result in image units is ``a * I(D, s)``.
+
+Negative ``b``. When the photon-zero level is ``x0`` rather than 0 (a normalised image whose window starts
+below the zero-photon voxels), ``var = a * (x - x0) + r = a * x + b`` with ``b = r - a * x0``, often negative.
+The transform is exact for this case too: its argument ``a * z + 3/8 a**2 + b`` is the one of ``z - x0`` with
+read-noise variance ``r``, and the inverse ``a * I(D, b / a**2)`` equals ``x0 + a * I(D, r / a**2)``. So ``b < 0``
+is accepted when ``a > 0``; below ``D = 2 sqrt(3/8)`` the inverse gives ``-b / a``, the level where the fitted
+variance reaches 0 (the continuation of the case ``b >= 0``, where it gives 0).
 """
 from __future__ import annotations
 
@@ -34,10 +41,10 @@ _D_MIN = 2.0 * float(np.sqrt(3.0 / 8.0))
 
 
 def _check(a: float, b: float) -> None:
-    if not (np.isfinite(a) and np.isfinite(b)) or a < 0 or b < 0:
-        raise InputError(f"The noise parameters must be finite and non-negative, got a={a}, b={b}.")
-    if a == 0 and b == 0:
-        raise InputError("The noise model has zero variance (a = b = 0); there is nothing to stabilise.")
+    if not (np.isfinite(a) and np.isfinite(b)) or a < 0:
+        raise InputError(f"The noise parameters must be finite with a >= 0, got a={a}, b={b}.")
+    if a == 0 and b <= 0:
+        raise InputError(f"The noise model has no variance (a = 0, b = {b}); there is nothing to stabilise.")
 
 
 def generalized_anscombe(x: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -69,8 +76,8 @@ def inverse_generalized_anscombe(y: np.ndarray, a: float, b: float) -> np.ndarra
     valid = d >= _D_MIN
     dv = np.where(valid, d, 1.0)
     photons = (0.25 * dv * dv + 0.25 * _SQRT_3_2 / dv - 1.375 / dv ** 2
-               + 0.625 * _SQRT_3_2 / dv ** 3 - 0.125 - s2)
-    photons = np.where(valid, np.maximum(photons, 0.0), 0.0)
+               + 0.625 * _SQRT_3_2 / dv ** 3 - 0.125)
+    photons = np.maximum(np.where(valid, photons, 0.0) - s2, 0.0)
     return (a * photons).astype(_out_dtype(y))
 
 

@@ -68,6 +68,9 @@ class Domain:
         torch = _torch()
         self.poisson = self.a > 0  # per patch: Poisson-Gaussian, or Gaussian only (a = 0)
         self.a_safe = torch.where(self.poisson, self.a, torch.ones_like(self.a))
+        # sqrt(b) of the Gaussian-only branch; torch.where differentiates both branches, so a NaN there (b < 0,
+        # where a > 0 takes the other branch) would turn the gradient into NaN
+        self.gaussian_sigma = torch.sqrt(torch.clamp(self.b, min=0.0))
 
     def forward(self, y: Any) -> Any:
         """Normalised image -> the network's image channel (the rescaled generalised Anscombe transform)."""
@@ -76,7 +79,7 @@ class Domain:
         torch = _torch()
         a = self.a_safe
         gat = (2.0 / a) * torch.sqrt(torch.clamp(a * y + 0.375 * a ** 2 + self.b, min=1e-12))
-        t = torch.where(self.poisson, gat, y / torch.sqrt(self.b))
+        t = torch.where(self.poisson, gat, y / self.gaussian_sigma)
         return (t - self.offset) / self.span
 
     def inverse(self, out: Any) -> Any:
@@ -90,11 +93,12 @@ class Domain:
             valid = d >= 2.0 * math.sqrt(0.375)
             dv = torch.where(valid, d, torch.ones_like(d))
             photons = (0.25 * dv ** 2 + 0.25 * _SQRT_3_2 / dv - 1.375 / dv ** 2 + 0.625 * _SQRT_3_2 / dv ** 3
-                       - 0.125 - self.b / a ** 2)
-            x = a * torch.where(valid, torch.clamp(photons, min=0.0), torch.zeros_like(photons))
+                       - 0.125)
+            # as vst.inverse_generalized_anscombe: below the zero-photon value, -b/a^2 (0 when b >= 0)
+            x = a * torch.clamp(torch.where(valid, photons, torch.zeros_like(photons)) - self.b / a ** 2, min=0.0)
         else:
             x = a * (0.25 * d * d) - 0.375 * a - self.b / a
-        return torch.where(self.poisson, x, d * torch.sqrt(self.b))
+        return torch.where(self.poisson, x, d * self.gaussian_sigma)
 
     def network_input(self, y: Any) -> Any:
         """``(B, 1, *s)`` normalised image -> ``(B, C, *s)`` network input (image channel, noise map)."""
@@ -110,10 +114,15 @@ class Domain:
         return torch.cat(channels, dim=1)
 
     def variance(self, x: Any) -> Any:
-        """Noise variance at clean value ``x`` in normalised units (``a x + b``, at least ``sigma^2`` without a fit)."""
+        """Noise variance at clean value ``x`` in normalised units (``a x + b``, at least ``sigma^2`` without a fit).
+
+        ``x`` is clamped at the photon-zero level: 0, or ``-b / a`` where ``b < 0`` (the estimate's zero lies above
+        0 in normalised units), so the variance is never negative and :meth:`weight` stays at most ``8 / (3 a^2)``.
+        """
         torch = _torch()
         fitted = (self.a > 0) | (self.b > 0)
-        return torch.where(fitted, self.a * torch.clamp(x, min=0.0) + self.b, self.sigma ** 2 + 0 * x)
+        low = torch.where(self.b < 0, -self.b / self.a_safe, torch.zeros_like(self.b))
+        return torch.where(fitted, self.a * torch.maximum(x, low) + self.b, self.sigma ** 2 + 0 * x)
 
     def weight(self, x: Any) -> Any:
         """``1 / (a x + 3a^2/8 + b)``: the squared slope of the VST at ``x`` (how the VST domain weighs an error)."""

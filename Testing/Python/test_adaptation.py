@@ -5,6 +5,7 @@ the budgets are tiny and what is checked holds after any number of steps).
 """
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -140,6 +141,35 @@ def test_sure_estimates_the_true_error_of_a_smoother_without_seeing_the_clean_im
     assert float(total / weight) == pytest.approx(true, rel=0.05)
 
 
+@pytest.mark.parametrize("config", [{"vst": True, "noise_map": True, "vst_inverse": "algebraic"},
+                                    {"vst": True, "vst_inverse": "unbiased"}])
+def test_a_negative_b_goes_through_the_torch_domain_as_through_the_engine_with_finite_gradients(config):
+    """Issue 12: estimates in normalised units may have b < 0 (the photon zero above 0). torch.where differentiates
+    both branches, and sqrt(b) of the Gaussian-only one was NaN: the first step turned the weights into NaN."""
+    noise = NoiseProfile(0.05, 0.01, -1e-3)
+    y = np.random.default_rng(0).random((2, 32, 32)).astype(np.float32)
+    domain = _domain(noise, config, 2)
+    net_in = domain.network_input(torch.from_numpy(y[:, None])).numpy()
+    # torch clamps the transform's argument at 1e-12, NumPy at 0: 1e-5 apart below the zero-variance level
+    assert np.allclose(net_in, np.stack([prepare_input(im, noise, config) for im in y]), atol=2e-5)
+    out = torch.from_numpy(net_in[:, :1] * 0.9 + 0.05).requires_grad_(True)
+    back = domain.inverse(out)
+    expected = np.stack([finish_output(o[0], im, noise, config) for o, im in zip(out.detach().numpy(), y)])
+    assert np.allclose(back.detach().numpy()[:, 0], expected, atol=1e-6)
+    back.sum().backward()
+    assert torch.isfinite(out.grad).all()
+    assert torch.isfinite(domain.weight(back.detach())).all() and float(domain.weight(back.detach()).max()) <= (
+        8.0 / (3.0 * noise.a ** 2) * 1.001)
+    network = copy.deepcopy(unwrap(get_method("default-2d")).network)
+    for p in network.parameters():
+        p.requires_grad_(True)
+    model = NetworkModel(network, _domain(noise, {"vst": True, "noise_map": True, "vst_inverse": "algebraic"}, 2))
+    total, count = n2s_loss(model, torch.rand(2, 1, 32, 32), torch.ones(2, 1, 32, 32), np.random.default_rng(0))
+    (total / count).backward()
+    grads = [p.grad for p in network.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
 def test_the_n2s_loss_counts_only_masked_training_pixels():
     model = NetworkModel(unwrap(get_method("default-2d")).network,
                          _domain(NoiseProfile(0.05, 0.01, 1e-4), {"vst": True, "noise_map": True}, 2))
@@ -183,15 +213,18 @@ def test_evaluation_rows_of_an_adapted_model_carry_the_adaptation(ct_clean):
     assert list(rows[1]).index("adapt_steps") < list(rows[1]).index("psnr")
 
 
-def test_the_same_seed_gives_the_same_weights_and_another_seed_others(ct_dark, adapted):
+def test_the_same_seed_gives_the_same_weights_and_another_seed_others(ct_clean, adapted):
+    # 10 photons, seed 7: 4 steps lower the held-out loss by 0.006 noise variances, so the weights are kept (at
+    # 3 photons, with the noise estimate of issue 12, b < 0, the un-adapted model is already at its best there)
+    scan = simulate_volume(ct_clean, LowLight(peak=10, read_noise=1.0), seed=1)
     settings = AdaptSettings(max_steps=4, eval_every=2, batch=4, eval_patches=8, patch=32, min_gain=0.0)
-    first = adapt(ct_dark, "default-2d", None, settings=settings)
-    again = adapt(ct_dark, "default-2d", None, settings=settings)
+    first = adapt(scan, "default-2d", None, RunOptions(seed=7), settings=settings)
+    again = adapt(scan, "default-2d", None, RunOptions(seed=7), settings=settings)
     assert first.kept and again.kept
     a, b = _weights(first), _weights(again)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert first.record.loss_after == again.record.loss_after and first.record.risk_after == again.record.risk_after
-    other = adapt(ct_dark, "default-2d", None, RunOptions(seed=7), settings=settings)
+    other = adapt(scan, "default-2d", None, RunOptions(seed=0), settings=settings)
     c = _weights(other)
     assert not all(torch.equal(a[k], c[k]) for k in a)
 

@@ -13,6 +13,7 @@ from LowLightDenoiseLib.errors import InputError
 from LowLightDenoiseLib.io import read_volume
 from LowLightDenoiseLib.noise import (
     FEATURE_NAMES,
+    MODEL_LABELS,
     NOISE_LABELS,
     NoiseProfile,
     classify_noise,
@@ -21,6 +22,7 @@ from LowLightDenoiseLib.noise import (
     estimate_sigma,
     local_statistics,
     noise_features,
+    noise_report,
 )
 from LowLightDenoiseLib.normalize import Normalizer
 
@@ -79,6 +81,40 @@ def test_darkened_low_light_keeps_the_gain(crops) -> None:
     assert b < 1e-4
 
 
+@pytest.mark.parametrize("which,peak", [("ct_path", 10.0), ("ct_path", 30.0), ("mr_path", 3.0), ("mr_path", 10.0)])
+def test_estimate_noise_reads_the_photon_gain_of_real_crops_within_ten_percent(request, which: str,
+                                                                                peak: float) -> None:
+    """What ``estimate-noise`` prints (physical units, the engine's percentile window): the gain of
+    ``simulate --peak P --read-noise 1`` is range / P. With b held >= 0 it read 26-29 % low on the CT crop at
+    peak 10 (-10 % at 30, -32 % on the MR crop at 3): the window starts below the photon-zero level, so the true
+    b is negative there. Measured now: within 7 % over 5 seeds."""
+    vol = read_volume(request.getfixturevalue(which))
+    true_a = float(vol.array.max() - vol.array.min()) / peak
+    for seed in range(3):
+        row = noise_report(simulate_volume(vol, LowLight(peak=peak, read_noise=1.0), seed=seed))[0]
+        assert row["a"] == pytest.approx(true_a, rel=0.10), seed
+        scale = row["normalization_high"] - row["normalization_low"]
+        assert row["a_normalized"] * scale == pytest.approx(row["a"])
+
+
+def test_negative_b_keeps_the_predicted_variance_positive_over_the_data(ct_path) -> None:
+    """The fit may put b < 0 but not below the data: a * x + b stays positive at the darkest block levels."""
+    vol = read_volume(ct_path)
+    noisy = simulate_volume(vol, LowLight(peak=10.0, read_noise=1.0), seed=0).array
+    x = Normalizer.fit(noisy).forward(noisy)
+    a, b = estimate_poisson_gaussian(x)
+    assert b < 0 < a
+    m, v = local_statistics(x)
+    darkest = float(np.median(np.sort(m)[: m.size // 16]))
+    assert a * darkest + b > 0.25 * float(np.median(np.sort(v[np.argsort(m)][: m.size // 16])))
+    ac, bc = estimate_poisson_gaussian(x, constrained=True)  # the old estimator, kept as an option
+    assert bc >= 0 and ac < 0.85 * a
+    p = estimate_noise(x)
+    assert p.b == b and p.is_photon_limited
+    assert np.all(np.isfinite(p.std_at(x))) and np.all(p.std_at(x) > 0)
+    assert estimate_noise(x, constrained=True).b == bc
+
+
 def test_estimate_noise_fills_the_profile_and_flags_photon_limited_input(crops) -> None:
     p = estimate_noise(LowLight(peak=20.0).apply(crops["ct"], np.random.default_rng(2)))
     assert isinstance(p, NoiseProfile) and p.sigma > 0 and p.a > 0
@@ -90,11 +126,13 @@ def test_estimate_noise_fills_the_profile_and_flags_photon_limited_input(crops) 
 
 @settings(max_examples=10, deadline=None)
 @given(sigma=st.floats(0.01, 0.2), seed=st.integers(0, 2 ** 31 - 1))
-def test_estimate_sigma_on_phantom_is_within_six_percent(sigma: float, seed: int) -> None:
+def test_estimate_sigma_on_phantom_is_within_eight_percent(sigma: float, seed: int) -> None:
+    """The disc's edge adds wavelet detail: over 40 seeds +2.0 to +6.9 % at sigma 0.01 (6 % was too tight: hypothesis
+    found sigma 0.0117, seed 1 at +6.07 %), -1.3 to +3.7 % at 0.1."""
     z, y, x = np.mgrid[0:6, 0:128, 0:128]
     phantom = 0.2 + 0.6 * ((y - 64) ** 2 + (x - 64) ** 2 < 1600)
     noisy = Gaussian(sigma).apply(phantom.astype(np.float64), np.random.default_rng(seed))
-    assert estimate_sigma(noisy) == pytest.approx(sigma, rel=0.06)
+    assert estimate_sigma(noisy) == pytest.approx(sigma, rel=0.08)
 
 
 def test_only_sampled_slices_are_read_so_other_slices_do_not_matter() -> None:
@@ -143,6 +181,39 @@ def test_classifier_labels_real_crops_degraded_with_each_type(request, which: st
     for r in results:
         assert set(r.probabilities) == set(NOISE_LABELS)
         assert sum(r.probabilities.values()) == pytest.approx(1.0)
+
+
+def test_labels_keep_the_model_names_and_add_low_noise() -> None:
+    assert NOISE_LABELS[: len(MODEL_LABELS)] == ("gaussian", "poisson", "salt_pepper", "speckle", "rician")
+    assert NOISE_LABELS == MODEL_LABELS + ("low_noise",)
+
+
+def test_a_clean_ct_crop_is_low_noise_not_rician_or_speckle(ct_path) -> None:
+    """Its own scanner noise is 8 HU, 0.6 % of the window; the model alone read it as Rician (0.68)."""
+    r = classify_noise(read_volume(ct_path).array)
+    assert r.label == "low_noise" and r.probabilities["low_noise"] > 0.8
+    assert r.probabilities["rician"] < 0.5 and r.probabilities["speckle"] < 0.5
+    assert sum(r.probabilities.values()) == pytest.approx(1.0)
+    assert r.features["relative_noise_sigma"] < 0.008
+
+
+@pytest.mark.parametrize("peak", [3.0, 10.0, 30.0])
+def test_photon_noise_on_the_real_ct_crop_is_poisson_down_to_3_photons(ct_path, peak: float) -> None:
+    """simulate --peak P --read-noise 1: read as speckle at 3 and 10 photons before the curvature feature (the
+    log-log slope grows with the read noise spread below the photon-zero level; the curvature does not)."""
+    vol = read_volume(ct_path)
+    labels = [classify_noise(simulate_volume(vol, LowLight(peak=peak, read_noise=1.0), seed=s).array).label
+              for s in range(3)]
+    assert labels == ["poisson"] * 3
+
+
+def test_impulse_noise_on_a_clean_crop_is_not_low_noise(ct_path) -> None:
+    """1 % salt and pepper hardly moves the median-based sigma (0.3 % of the window), but it is noise."""
+    vol = read_volume(ct_path)
+    for s in range(3):
+        r = classify_noise(simulate_volume(vol, SaltPepper(0.01), seed=s).array)
+        assert r.features["relative_noise_sigma"] < 0.005
+        assert r.label == "salt_pepper" and r.probabilities["low_noise"] < 0.05
 
 
 def test_classifier_is_invariant_to_intensity_units(ct_path) -> None:

@@ -90,7 +90,57 @@ def test_dtype_and_input_are_preserved() -> None:
     np.testing.assert_array_equal(x, before)
 
 
-@pytest.mark.parametrize("a,b", [(-0.1, 0.0), (0.1, -1.0), (0.0, 0.0), (float("nan"), 0.1)])
+@pytest.mark.parametrize("a,b", [(-0.1, 0.0), (0.0, -1e-4), (0.0, 0.0), (float("nan"), 0.1), (0.1, float("inf"))])
 def test_bad_noise_parameters_raise_input_error(a: float, b: float) -> None:
     with pytest.raises(InputError):
         generalized_anscombe(np.ones(3), a, b)
+    with pytest.raises(InputError):
+        inverse_generalized_anscombe(np.ones(3), a, b)
+
+
+def _shifted(rng: np.random.Generator, x: float, x0: float, a: float, read: float, n: int) -> np.ndarray:
+    """Samples whose photon-zero level is ``x0``: ``x0 + a * Poisson((x - x0) / a) + N(0, read)``, so that
+    var = a * x + b with b = read - a * x0 (negative for x0 > read / a): a window that starts below the zero."""
+    return x0 + a * rng.poisson((x - x0) / a, n) + rng.normal(0.0, np.sqrt(read), n)
+
+
+@pytest.mark.parametrize("a,x0,read", [(0.01, 0.1, 1e-4), (0.05, 0.2, 0.0), (0.002, 0.05, 4e-6)])
+def test_negative_b_is_accepted_and_stabilises_like_the_shifted_zero(a: float, x0: float, read: float) -> None:
+    """A photon-zero level above 0 gives b < 0 (the engine's normalised units); the transform is the one of
+    z - x0 with the read noise, so it stabilises the variance and its unbiased inverse recovers the mean."""
+    b = read - a * x0
+    assert b < 0
+    rng = np.random.default_rng(7)
+    for x in (x0 + 5 * a, 0.5, 1.0):  # at least 5 photons above the zero: where the GAT is accurate
+        z = _shifted(rng, x, x0, a, read, 200_000)
+        y = generalized_anscombe(z, a, b)
+        assert abs(float(y.var()) - 1.0) < 0.06, (a, x0, x, float(y.var()))
+        assert abs(float(inverse_generalized_anscombe(np.array(y.mean()), a, b)) - x) < 0.08 * a + 1e-3 * x
+    grid = np.linspace(x0, 1.0, 11)
+    np.testing.assert_allclose(algebraic_inverse_generalized_anscombe(generalized_anscombe(grid, a, b), a, b), grid,
+                               atol=1e-9)
+
+
+def test_negative_b_inverse_is_continuous_and_monotone_down_to_the_zero_variance_level() -> None:
+    """Below the transform's zero-photon value the inverse gives -b / a (the level where a x + b = 0), as it
+    gives 0 there when b >= 0, so the output neither jumps nor leaves the data's range."""
+    a, b = 0.01, -1e-3
+    d = np.linspace(0.0, 40.0, 4001)
+    x = inverse_generalized_anscombe(d, a, b)
+    assert np.all(np.diff(x) >= 0)
+    assert np.all(x >= -b / a - 1e-12)
+    assert x[0] == pytest.approx(-b / a)
+    assert np.max(np.abs(np.diff(x))) < 0.01
+
+
+def test_non_negative_b_inverse_is_unchanged() -> None:
+    """The b >= 0 path computes what it did before b < 0 was accepted (models' outputs stay bit-identical)."""
+    d = np.linspace(0.0, 30.0, 301)
+    for a, b in ((0.01, 0.0), (0.01, 1e-4), (0.05, 2.5e-3)):
+        s2 = b / (a * a)
+        valid = d >= 2.0 * np.sqrt(3.0 / 8.0)
+        dv = np.where(valid, d, 1.0)
+        photons = (0.25 * dv * dv + 0.25 * np.sqrt(1.5) / dv - 1.375 / dv ** 2
+                   + 0.625 * np.sqrt(1.5) / dv ** 3 - 0.125 - s2)
+        old = a * np.where(valid, np.maximum(photons, 0.0), 0.0)
+        np.testing.assert_array_equal(inverse_generalized_anscombe(d, a, b), old)
