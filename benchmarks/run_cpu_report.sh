@@ -45,9 +45,11 @@ fi
 
 if [ "$WHAT" = all ] || [ "$WHAT" = models ]; then
   MODELS=""
-  for model in default-2d volume-2.5d enhance-2d; do
+  for model in default-2d volume-2.5d enhance-2d oidn-2d; do
     if installed "$model"; then MODELS="$MODELS,$model"; fi
   done
+  # the average of the two 2D denoisers (methods/ensemble.py) when both are installed
+  if installed default-2d && installed oidn-2d; then MODELS="$MODELS,ensemble-2d"; fi
   MODELS=${MODELS#,}
   if [ -z "$MODELS" ]; then
     echo "no trained model is installed: skipping reports/cpu-models" >&2

@@ -51,10 +51,17 @@ def resolve_methods(spec: str) -> List[str]:
     """
     from .. import registry
 
+    from .. import DEFAULT_MODEL
+    from ..methods.auto import AUTO_NAME
+    from ..methods.loading import list_methods
+
     classical = classical_method_names()
     learned = [m["name"] for m in installed_models()]
-    groups = {"classical": classical, "learned": learned, "all": classical + learned,
-              "denoisers": [n for n in classical if method_category(n) == "denoise"] + learned}
+    # averages of installed models (ensemble-2d), and auto when the model it runs is installed
+    learned += [r["name"] for r in list_methods() if r.get("members") and r.get("installed")]
+    automatic = [AUTO_NAME] if DEFAULT_MODEL in learned else []
+    groups = {"classical": classical, "learned": learned, "all": automatic + classical + learned,
+              "denoisers": automatic + [n for n in classical if method_category(n) == "denoise"] + learned}
     names: List[str] = []
     for item in csv_list(spec):
         if item in groups:
@@ -65,7 +72,7 @@ def resolve_methods(spec: str) -> List[str]:
             names.append(registry.canonical_name(item) or item)
     if not names:
         raise InputError("--methods selects no method.")
-    known = set(classical) | set(learned) | {BM3D_NAME}
+    known = set(classical) | set(learned) | set(automatic) | {BM3D_NAME}
     for n in names:
         if n == BM3D_NAME and not bm3d_available():
             raise InputError("bm3d-vst needs the bm3d package (pip install bm3d; used for comparison only).")
