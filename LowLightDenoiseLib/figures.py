@@ -323,7 +323,8 @@ def feature_maps(method: Any, image: np.ndarray, path: Path, channels: int = 16,
     try:
         gray = _gray(image)
         x = Normalizer.fit(gray).forward(gray)[np.newaxis]
-        ctx = MethodContext(spatial_dims=2, noise=estimate_noise(x), device="cpu")
+        noise = estimate_noise(x, constrained=getattr(method, "noise_fit", "") != "free")  # as the engine does
+        ctx = MethodContext(spatial_dims=2, noise=noise, device="cpu")
         method.apply(x, ctx)
     finally:
         handle.remove()

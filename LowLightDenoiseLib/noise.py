@@ -206,17 +206,23 @@ def _binned(m: np.ndarray, v: np.ndarray, bins: int = 16) -> Tuple[np.ndarray, n
 
 
 #: The free-intercept fit ``var = a * x + b`` (``b`` may be negative) is kept only while it predicts at least this
-#: share of the variance measured in the darkest intensity bin, at that bin's level; otherwise ``b >= 0`` is imposed.
-#: In the engine's normalised units the photon-zero level is not at 0 (the window's low end is a percentile of the
-#: noisy image, below the zero-photon voxels that read noise spreads), so the true ``b`` is often negative there.
+#: share of the variance measured in the darkest intensity bin, at that bin's level, and a positive variance at the
+#: :data:`DARK_BLOCK_QUANTILE` of the block means; otherwise ``b >= 0`` is imposed. In the engine's normalised units
+#: the photon-zero level is not at 0 (the window's low end is a percentile of the noisy image, below the zero-photon
+#: voxels that read noise spreads), so the true ``b`` is often negative there.
 DARK_VARIANCE_FLOOR = 0.25
+#: Share of the blocks that may lie below the level where the free fit's variance reaches 0 (where the VST folds
+#: every value onto one). Photon noise puts that level under its zero-photon blocks; a convex variance law (speckle)
+#: fitted by a line puts it inside the data (a radiograph with speckle lost 3.7 dB in default-2d without this check).
+DARK_BLOCK_QUANTILE = 0.01
 
 
-def _fit_linear(x: np.ndarray, y: np.ndarray, w: np.ndarray, floor: Optional[float] = None) -> Tuple[float, float]:
+def _fit_linear(x: np.ndarray, y: np.ndarray, w: np.ndarray, floor: Optional[float] = None,
+                x_low: Optional[float] = None) -> Tuple[float, float]:
     """Weighted least squares ``y = s * x + c`` with ``s >= 0`` (boundary solutions if needed).
 
-    ``floor`` None: also ``c >= 0``. Otherwise ``c`` is free as long as ``s * min(x) + c >= floor`` (the fit stays
-    positive over the data); a fit that breaks that falls back to ``c >= 0``.
+    ``floor`` None: also ``c >= 0``. Otherwise ``c`` is free as long as ``s * min(x) + c >= floor`` and
+    ``s * x_low + c > 0`` (the fit stays positive over the data); a fit that breaks that falls back to ``c >= 0``.
     """
     sw = w.sum()
     xm, ym = (w * x).sum() / sw, (w * y).sum() / sw
@@ -225,7 +231,7 @@ def _fit_linear(x: np.ndarray, y: np.ndarray, w: np.ndarray, floor: Optional[flo
     c = ym - s * xm
     if s < 0:
         return 0.0, max(float(ym), 0.0)
-    if floor is not None and c < 0 and s * float(np.min(x)) + c >= floor:
+    if floor is not None and c < 0 and s * float(np.min(x)) + c >= floor and (x_low is None or s * x_low + c > 0):
         return float(s), float(c)
     if c < 0:
         sxx0 = (w * x * x).sum()
@@ -233,14 +239,15 @@ def _fit_linear(x: np.ndarray, y: np.ndarray, w: np.ndarray, floor: Optional[flo
     return float(s), float(c)
 
 
-def _fit_variance_model(levels: np.ndarray, var: np.ndarray, counts: np.ndarray,
-                        feature: np.ndarray, free_intercept: bool = False) -> Tuple[float, float]:
+def _fit_variance_model(levels: np.ndarray, var: np.ndarray, counts: np.ndarray, feature: np.ndarray,
+                        free_intercept: bool = False, x_low: Optional[float] = None) -> Tuple[float, float]:
     """Fit ``var = s * feature + c`` (``s >= 0``; ``c >= 0`` unless ``free_intercept``, see
-    :data:`DARK_VARIANCE_FLOOR`) with weights count / predicted variance^2 (two passes)."""
+    :data:`DARK_VARIANCE_FLOOR`; ``x_low``: the low block level the fit must stay positive at) with weights
+    count / predicted variance^2 (two passes)."""
     floor = DARK_VARIANCE_FLOOR * float(var[int(np.argmin(feature))]) if free_intercept else None
-    s, c = _fit_linear(feature, var, counts / np.maximum(var, 1e-30) ** 2, floor)
+    s, c = _fit_linear(feature, var, counts / np.maximum(var, 1e-30) ** 2, floor, x_low)
     pred = np.maximum(s * feature + c, 1e-30)
-    return _fit_linear(feature, var, counts / pred ** 2, floor)
+    return _fit_linear(feature, var, counts / pred ** 2, floor, x_low)
 
 
 def estimate_poisson_gaussian(array: np.ndarray, constrained: bool = False) -> Tuple[float, float]:
@@ -249,9 +256,12 @@ def estimate_poisson_gaussian(array: np.ndarray, constrained: bool = False) -> T
     Block means and residual variances (:func:`local_statistics`) are grouped in 16 equal-count
     intensity bins; the median variance of each bin (robust to edge blocks) is fitted by weighted
     least squares. ``b`` may be negative (the photon-zero level lies above 0 in these units) as long as
-    the fitted variance stays positive over the data (:data:`DARK_VARIANCE_FLOOR`); ``constrained=True``
+    the fitted variance stays positive over the data (:data:`DARK_VARIANCE_FLOOR`, :data:`DARK_BLOCK_QUANTILE`);
+    ``constrained=True``
     imposes ``b >= 0``, the estimator of library 0.2.0 and before (it reads the gain 30-50 % low
-    at 3-30 photons). Images too small for 8 x 8 blocks fall back to ``(0, sigma**2)``.
+    at 3-30 photons), which the engine still gives every method whose ``noise_fit`` is ``"constrained"`` (all
+    the shipped ones: the models were trained with it). Images too small for 8 x 8 blocks fall back to
+    ``(0, sigma**2)``.
     """
     m, v = local_statistics(array)
     if m.size < 24:
@@ -259,7 +269,8 @@ def estimate_poisson_gaussian(array: np.ndarray, constrained: bool = False) -> T
     levels, var, counts = _binned(m, v)
     if levels.size < 2 or np.ptp(levels) <= 0:
         return 0.0, float(np.median(var))
-    return _fit_variance_model(levels, var, counts, levels, free_intercept=not constrained)
+    return _fit_variance_model(levels, var, counts, levels, free_intercept=not constrained,
+                               x_low=float(np.quantile(m, DARK_BLOCK_QUANTILE)))
 
 
 def estimate_noise(array: np.ndarray, constrained: bool = False) -> NoiseProfile:

@@ -150,7 +150,7 @@ def denoise_volume(
         # an enhancer on a colour photograph: one map for all channels, so its colour balance survives
         norm = Normalizer.fit(volume.array if display is not None and volume.is_color else chan)
         x = norm.forward(chan)
-        noise = estimate_noise(x)
+        noise = estimate_noise(x, constrained=method.noise_fit != "free")  # the fit the method was made for
         ctx = MethodContext(spatial_dims=2 if mode == "2d" else 3, noise=noise,
                             control=control.sub(c / channels, (c + 1) / channels), device=opts.device,
                             strength=opts.strength, seed=opts.seed, warnings=warnings)

@@ -356,7 +356,7 @@ def _try_region(scan: PreparedScan, config: PairConfig, rng: np.random.Generator
     noisy_n = norm.forward(noisy)
     # enhance: the clean image as it should look in the noisy image's [0, 1] frame (own robust range)
     target_n = norm.forward(target) if config.target == "denoise" else Normalizer.fit(target).forward(target)
-    noise = estimate_noise(noisy_n)
+    noise = estimate_noise(noisy_n, constrained=True)  # what a LearnedMethod is given at inference (noise_fit)
     if not all(np.isfinite(v) for v in (noise.sigma, noise.a, noise.b)):
         return None
     return Region(noisy_n, target_n, noise, degradation)

@@ -61,7 +61,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             norm = Normalizer.fit(noisy.array)
             x = norm.forward(noisy.array).astype(np.float32)
             a, b = true_profile(ref, noisy.array, level)
-            for key, profile in (("estimated", estimate_noise(x)), ("true", NoiseProfile(float(np.sqrt(b)), a, b))):
+            for key, profile in (("estimated", estimate_noise(x, constrained=True)), ("true", NoiseProfile(float(np.sqrt(b)), a, b))):
                 out = norm.inverse(method.apply(x, MethodContext(spatial_dims=2, noise=profile)))
                 scores.setdefault(key, []).append(psnr(out, ref, data_range))
         print(f"peak {level['peak']:g}: " + ", ".join(f"{k} {np.mean(v):.2f}" for k, v in scores.items()), flush=True)

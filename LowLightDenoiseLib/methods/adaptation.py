@@ -120,7 +120,7 @@ def _sources(volume: Volume, spatial_dims: int, axis: int, share: float, rng: np
     for c in range(volume.channels):
         chan = volume.array if not volume.is_color else volume.array[..., c]
         x = Normalizer.fit(chan).forward(chan)
-        noise = estimate_noise(x)
+        noise = estimate_noise(x, constrained=True)  # a learned model's fit (LearnedMethod.noise_fit), as the engine
         stack = np.ascontiguousarray(np.moveaxis(x, axis, 0) if spatial_dims == 2 else x, dtype=np.float32)
         out.append(_Source(stack, noise, _heldout_blocks(stack.shape, share, rng)))
     return out

@@ -68,6 +68,11 @@ class Method(abc.ABC):
     min_size: int = 3
     #: whether the method runs on the chosen device (a GPU); the others always run on the CPU
     uses_device: bool = False
+    #: the Poisson-Gaussian fit the engine gives the method (``MethodContext.noise``): ``"constrained"`` (``b >= 0``,
+    #: the fit every shipped model was trained with and every automatic rule tuned with, so their outputs stay as
+    #: measured) or ``"free"`` (``b`` may be negative: the photon gain right, what ``estimate-noise`` reports); see
+    #: :func:`~..noise.estimate_poisson_gaussian`
+    noise_fit: str = "constrained"
 
     @abc.abstractmethod
     def apply(self, block: np.ndarray, context: MethodContext) -> np.ndarray:

@@ -29,6 +29,7 @@ class MethodWrapper(Method):
         self.preferred_dims = inner.preferred_dims
         self.min_size = inner.min_size
         self.uses_device = inner.uses_device
+        self.noise_fit = inner.noise_fit
 
     def describe(self) -> dict:
         return self.inner.describe()

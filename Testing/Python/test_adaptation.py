@@ -213,18 +213,15 @@ def test_evaluation_rows_of_an_adapted_model_carry_the_adaptation(ct_clean):
     assert list(rows[1]).index("adapt_steps") < list(rows[1]).index("psnr")
 
 
-def test_the_same_seed_gives_the_same_weights_and_another_seed_others(ct_clean, adapted):
-    # 10 photons, seed 7: 4 steps lower the held-out loss by 0.006 noise variances, so the weights are kept (at
-    # 3 photons, with the noise estimate of issue 12, b < 0, the un-adapted model is already at its best there)
-    scan = simulate_volume(ct_clean, LowLight(peak=10, read_noise=1.0), seed=1)
+def test_the_same_seed_gives_the_same_weights_and_another_seed_others(ct_dark, adapted):
     settings = AdaptSettings(max_steps=4, eval_every=2, batch=4, eval_patches=8, patch=32, min_gain=0.0)
-    first = adapt(scan, "default-2d", None, RunOptions(seed=7), settings=settings)
-    again = adapt(scan, "default-2d", None, RunOptions(seed=7), settings=settings)
+    first = adapt(ct_dark, "default-2d", None, settings=settings)
+    again = adapt(ct_dark, "default-2d", None, settings=settings)
     assert first.kept and again.kept
     a, b = _weights(first), _weights(again)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert first.record.loss_after == again.record.loss_after and first.record.risk_after == again.record.risk_after
-    other = adapt(scan, "default-2d", None, RunOptions(seed=0), settings=settings)
+    other = adapt(ct_dark, "default-2d", None, RunOptions(seed=7), settings=settings)
     c = _weights(other)
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
