@@ -189,3 +189,12 @@ def test_the_module_and_batch_know_auto():
     assert identity["kind"] == "automatic" and identity["model"]["name"] == DEFAULT_MODEL
     with pytest.raises(Exception, match="has no option"):
         get_method("auto", calibrate=True)
+
+
+def test_a_clean_scan_is_low_noise_and_runs_the_default_model_without_a_warning(ct_path):
+    """Issue 12's classifier labels a clean scan ``low_noise``; auto had no route for it and warned on every
+    clean scan that 'low_noise' has no route."""
+    clean = read_volume(str(ct_path))
+    routed = get_method("auto").for_volume(clean)
+    assert routed.choice.label == "low_noise" and routed.choice.route == DEFAULT_MODEL
+    assert routed.choice.note is None
