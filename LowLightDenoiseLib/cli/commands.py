@@ -63,9 +63,10 @@ def _print_table(rows: List[Dict[str, Any]], csv_path: Optional[str], json_path:
 
 
 def _options(args: argparse.Namespace) -> RunOptions:
-    """The run options of the engine flags, validated once (one sentence per bad value)."""
+    """The run options of the engine flags, validated once (one sentence per bad value). The device is checked,
+    not resolved: the engine resolves it for a method that runs on one, so a classical method imports no torch."""
     return RunOptions(mode=args.mode, axis=args.axis, device=args.device, strength=args.strength,
-                      seed=getattr(args, "seed", 0), flips=args.flips).validated()
+                      seed=getattr(args, "seed", 0), flips=args.flips).validated(resolve=False)
 
 
 def _methods(names: Sequence[str], args: argparse.Namespace) -> List[Any]:

@@ -376,3 +376,16 @@ def test_calibrate_tunes_classical_denoisers_and_the_table_says_so(capsys, work:
     code, _, err = run(capsys, "compare", low, "--methods", "tv,default-2d", "--calibrate")
     assert code == 2 and "default-2d" in err
     assert listing(work) == before
+
+
+def test_a_classical_denoise_imports_neither_torch_nor_monai(tmp_path, ct_path):
+    """Issue 12 item 7: a classical method needs no torch. The command line resolved the device while checking
+    its options, which imported torch (about 3 s) for every command, 'gaussian' included."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom LowLightDenoiseLib.cli import main\n"
+              f"code = main(['denoise', {str(ct_path)!r}, {str(tmp_path / 'g.nrrd')!r}, '--method', 'gaussian', '-q'])\n"
+              "print(code, sorted(m for m in ('torch', 'monai') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "0 []", done.stdout + done.stderr
