@@ -8,7 +8,7 @@ the library offers; each was chosen on the validation split and measured on the 
 * ``ensemble-2d``: the mean of ``default-2d`` (this project's model, trained on medical scans with the
   photon-noise recipe) and ``oidn-2d`` (Intel Open Image Denoise's network, trained on far more images). On
   the validation scans it gained 0.33 / 0.43 / 0.53 dB over default-2d at peak 300 / 100 / 30, on the test
-  scans 0.35 / 0.37 / 0.55 dB (level with BM3D given the true noise; within 0.1 dB of oidn-2d alone). It runs
+  scans 0.33 / 0.38 / 0.55 dB (level with BM3D given the true noise; within 0.1 dB of oidn-2d alone). It runs
   both networks, so it takes their two times added (about 5x default-2d on CPU).
 
 An average is a wrapper like test-time flips (:mod:`.wrappers`): the engine, strength, flips, tiling,
