@@ -82,16 +82,17 @@ def scans_of(args: argparse.Namespace, options: RunOptions) -> List[Any]:
     from .manifest import folder_scans, read_manifest, write_manifest
 
     source = Path(args.manifest)
-    if isinstance(args.method, str) and args.method.strip().lower().endswith(".safetensors"):
-        args.method = str(Path(args.method.strip()).resolve())  # the workers may start in another folder
+    method = args.method
+    if isinstance(method, str) and method.strip().lower().endswith(".safetensors"):
+        method = str(Path(method.strip()).resolve())  # a weights file: the workers may start in another folder
     if not source.exists():
         raise InputError(f"The manifest {source} does not exist.")
     if not source.is_dir():
-        return read_manifest(source, method=args.method, options=options, reference_column=args.reference_column)
+        return read_manifest(source, method=method, options=options, reference_column=args.reference_column)
     if args.reference_column is not None:
         raise InputError("--reference-column needs a manifest CSV; a folder has no references.")
     out = Path(args.out_dir)
-    scans = folder_scans(source, method=args.method, options=options, exclude=[out])
+    scans = folder_scans(source, method=method, options=options, exclude=[out])
     out.mkdir(parents=True, exist_ok=True)
     written = write_manifest(out / MANIFEST_NAME, scans)
     _info(args, f"{len(scans)} scan(s) found in {source}; manifest written to {written}.")

@@ -79,7 +79,6 @@ def _ensure_weights(tasks: Sequence[ScanTask], log: Log) -> None:
     """Download missing weights once, here, instead of once per worker."""
     from .. import DEFAULT_MODEL, registry
     from ..methods.auto import AUTO_NAME
-
     from ..methods.ensemble import ENSEMBLES
 
     names = set()

@@ -51,10 +51,10 @@ def load_model(name: str, device: str = "cpu", *, registry: Any = None, download
 
 
 def get_method(name: Any, *, device: str = "cpu", **options: Any) -> Method:
-    """The method called ``name`` (case-insensitive): ``auto`` (:mod:`.auto`), a classical method, a registered
-    model, or the path of
-    a ``.safetensors`` weights file that names its model (e.g. weights adapted to a scanner by
-    :func:`~.adaptation.adapt`; see :func:`~.adapted.load_weights_file`).
+    """The method called ``name`` (case-insensitive): ``auto`` (:mod:`.auto`), a classical method, an average
+    of methods (:mod:`.ensemble`), a registered model, or the path of a ``.safetensors`` weights file that names
+    its model (e.g. weights adapted to a scanner by :func:`~.adaptation.adapt`; see
+    :func:`~.adapted.load_weights_file`).
 
     ``options`` go to the classical method's constructor (``strength``, ``calibrate``, its parameters)
     or to :func:`load_model`. A :class:`Method` is returned as it is.
