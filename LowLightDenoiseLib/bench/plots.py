@@ -51,11 +51,11 @@ def _training_note(model: Dict[str, Any]) -> str:
 
 def shipped_curves(roots: Sequence[Path], models: Sequence[Dict[str, Any]]
                    ) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, str]]]:
-    """The loss curves of the shipped ``models`` (registry rows: ``name``, ``version``, ``file``,
-    ``training``) found under ``roots``, and the models without one.
+    """The loss curves of the shipped ``models`` (registry rows: ``name``, ``version``, ``training``) found
+    under ``roots``, and the models without one.
 
-    A model's curve is the CSV file with a loss column named ``<name>-<version>.csv`` or after its
-    weights file (``volume-3d-0.3.0.csv``), as the training code's export keeps it beside the weights;
+    A model's curve is the CSV file with a loss column named ``<name>-<version>.csv`` (``default-2d-0.3.0.csv``),
+    as train/export.py writes it;
     run folders of experiments and older versions are never taken for a shipped model. Returns
     ``([(title, csv)], [(title, why none)])``, titles ``"<name> v<version>"``.
     """
@@ -68,8 +68,7 @@ def shipped_curves(roots: Sequence[Path], models: Sequence[Dict[str, Any]]
     missing: List[Tuple[str, str]] = []
     for m in models:
         title = f"{m['name']} v{m.get('version', '?')}"
-        stems = [f"{m['name']}-{m.get('version')}", Path(str(m.get("file") or "")).stem]
-        path: Optional[Path] = next((by_stem[s.lower()] for s in stems if s and s.lower() in by_stem), None)
+        path: Optional[Path] = by_stem.get(f"{m['name']}-{m.get('version')}".lower())
         if path is not None:
             found.append((title, path))
         else:

@@ -21,13 +21,8 @@ from typing import Any, Dict, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError
+from ..registry import ENSEMBLES  # noqa: F401  (the catalogue of averages: name -> (title, members))
 from .base import Method, MethodContext
-
-#: name -> (title, member method names): averages with equal weights
-ENSEMBLES: Dict[str, Tuple[str, Tuple[str, ...]]] = {
-    "ensemble-2d": ("Mean of default-2d and oidn-2d (two networks trained apart; slower, more accurate)",
-                    ("default-2d", "oidn-2d")),
-}
 
 
 class MethodAverage(Method):
@@ -77,11 +72,17 @@ def ensemble_names() -> Sequence[str]:
     return sorted(ENSEMBLES)
 
 
-def describe_ensemble(name: str) -> dict:
-    """What ``methods`` lists for an average, without loading its members."""
+def describe_ensemble(name: str, models: Sequence[Dict[str, Any]]) -> dict:
+    """What ``methods`` lists for an average, from its members' catalogue rows (``models``: the registry's
+    :func:`~..registry.describe_models`), without loading them; as :meth:`MethodAverage.describe` would say."""
     title, members = ENSEMBLES[name]
-    return {"name": name, "title": title, "kind": "learned", "category": "denoise", "spatial_dims": [2],
-            "preferred_dims": 2, "min_size": 3, "members": list(members)}
+    rows = {r["name"]: r for r in models}
+    known = [rows[m] for m in members if m in rows]
+    dims = sorted(set.intersection(*(set(r["spatial_dims"]) for r in known))) if known else []
+    return {"name": name, "title": title, "kind": "learned",
+            "category": known[0]["category"] if known else "denoise", "spatial_dims": dims,
+            "preferred_dims": known[0]["preferred_dims"] if known else None,
+            "min_size": max((int(r["min_size"]) for r in known), default=None), "members": list(members)}
 
 
 def load_ensemble(name: str, get_method: Any, device: str = "cpu", **options: Any) -> MethodAverage:

@@ -97,7 +97,7 @@ def list_methods() -> List[Dict[str, Any]]:
     models = catalogue.describe_models()
     installed = {r["name"]: bool(r["installed"]) for r in models}
     for name in ensemble_names():
-        row = describe_ensemble(name)
+        row = describe_ensemble(name, models)
         rows.append(dict(row, installed=all(installed.get(m, False) for m in row["members"])))
     rows.extend(models)
     return rows

@@ -35,11 +35,12 @@ PROTECTED_DISTRIBUTIONS = ("numpy", "scipy", "SimpleITK", "requests", "torch")
 
 
 def needs_torch(methods: Iterable[str]) -> bool:
-    """True when one of ``methods`` is a learned model, or ``auto`` (which runs one for most noise types); reads
-    the registry, imports no torch."""
+    """True when one of ``methods`` is a learned model, an average of learned models, or ``auto`` (which runs one
+    for most noise types); reads the registry, imports no torch."""
     from .. import registry
 
-    return any(registry.canonical_name(str(m)) is not None or str(m).strip().lower() == AUTO_METHOD for m in methods)
+    keys = [str(m).strip().lower() for m in methods]
+    return any(registry.canonical_name(k) is not None or k == AUTO_METHOD or k in registry.ENSEMBLES for k in keys)
 
 
 def missing_requirements(requirements: Optional[Dict[str, str]] = None, *, learned: bool = False) -> List[str]:

@@ -47,6 +47,12 @@ ENV_CACHE = "LOWLIGHTDENOISE_CACHE"
 CHUNK = 1 << 20
 USER_AGENT = "lowlightdenoise-model-download"
 
+#: averages of registered models (:mod:`~.methods.ensemble`): name -> (title, member model names), equal weights
+ENSEMBLES: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+    "ensemble-2d": ("Mean of default-2d and oidn-2d (two networks trained apart; slower, more accurate)",
+                    ("default-2d", "oidn-2d")),
+}
+
 _REQUIRED = ("name", "version", "spatial_dims", "architecture", "category", "file", "sha256", "size")
 
 

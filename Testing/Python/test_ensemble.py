@@ -43,11 +43,24 @@ def test_the_ensemble_is_listed_with_its_members_and_records_them_in_a_table_row
     assert row["members"] == list(ENSEMBLES["ensemble-2d"][1]) and row["installed"] is True
     method = get_method("Ensemble-2D")
     assert isinstance(method, MethodAverage) and method.columns()["members"] == "default-2d+oidn-2d"
+    # the listing (no model loaded) says what the loaded average says (it listed min_size 3 where the members need 8)
+    loaded = method.describe()
+    for key in ("kind", "category", "spatial_dims", "preferred_dims", "min_size"):
+        assert row[key] == loaded[key], key
     from LowLightDenoiseLib.evaluation import run_methods
 
     rows = run_methods(ct_pair[1], ["ensemble-2d"], RunOptions(mode="2d", device="cpu"), reference=ct_pair[0]).rows
     row = next(r for r in rows if r["method"] == "ensemble-2d")
     assert row["members"] == "default-2d+oidn-2d"
+
+
+def test_an_average_needs_torch_in_slicer_and_cannot_be_adapted_as_one_model(ct_pair):
+    from LowLightDenoiseLib import mrml
+    from LowLightDenoiseLib.methods.adaptation import adapt
+
+    assert mrml.needs_torch(["Ensemble-2D"]) and not mrml.needs_torch(["median"])
+    with pytest.raises(InputError, match="'ensemble-2d' is an average of several models \\(default-2d, oidn-2d\\)"):
+        adapt(ct_pair[1], "ensemble-2d", 5)
 
 
 def test_an_average_of_methods_that_cannot_be_averaged_is_one_sentence():
