@@ -99,6 +99,19 @@ VALIDATION_CASES = (
          "speckle 0.8 (training: 0.05-0.5, about 1 sample in 20)", slices=16),
 )
 
+#: more validation cases for the guard's rule (``train/adapt_guard_choice.py``): other validation scans, levels
+#: and seeds, none of them a test case
+GUARD_CASES = VALIDATION_CASES + (
+    Case("val-ct-peak100", "ct_lung1_volume", LowLight(peak=100, read_noise=1), "in distribution",
+         "peak 100, read noise 1 (a test level)", slices=16, seed=11),
+    Case("val-mr-peak30", "mr_head_small_volume", LowLight(peak=30, read_noise=1), "in distribution",
+         "peak 30, read noise 1 (a test level)", slices=10, side=64, seed=12),
+    Case("val-photo-peak3", "photo_chelsea", LowLight(peak=3, read_noise=0.5), "out of distribution",
+         "a photograph at 3 photons (training: 10-1000)", slices=1, seed=13),
+    Case("val-ctneck-read15", "ct_neck", LowLight(peak=100, read_noise=15), "out of distribution",
+         "read noise 15 photons at peak 100 (training: 0-3)", slices=1, seed=14),
+)
+
 #: the test split at the levels of train/evaluate.py (peak 300 / 100 / 30, read noise 1): in distribution
 TEST_CASES = tuple(
     Case(f"test-{m}-peak{p}", scan, LowLight(peak=p, read_noise=1), "in distribution",

@@ -165,7 +165,9 @@ def render(results: Dict[str, Any]) -> str:
              f"load average {results['load_before']} before and {results['load_after']} after ({results['note']}). "
              "Budgets are wall-clock seconds of `adapt()` on this machine: the number of steps each reached is in "
              "the tables.", "",
-             f"Adaptation: loss `{results['settings']['loss']}`, guard (held-out blind-spot loss, and the residual "
+             f"Adaptation: loss `{results['settings']['loss']}`, guard (held-out blind-spot loss: kept when it "
+             f"fell by {results['settings'].get('min_gain', 0.01):g} noise variances and "
+             f"{results['settings'].get('confidence', 0):g} standard errors of its fall; and the residual "
              f"may not follow the edges more) on {results['settings']['holdout']:.0%} held-out 8 x 8 blocks, learning rate {results['settings']['lr']:g}, "
              f"batch {results['settings']['batch']} patches of {results['settings']['patch']} px "
              "(docs/adaptation.md). PSNR / SSIM over each clean crop's range, every method through the engine.", ""]

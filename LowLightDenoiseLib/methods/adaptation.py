@@ -68,7 +68,8 @@ class AdaptSettings:
     eval_patches: int = 32  #: held-out patches the guard measures
     eval_every: int = 40  #: steps between guard measurements
     patience: int = 5  #: measurements without improvement before stopping early
-    min_gain: float = 0.01  #: the held-out blind-spot loss must fall by this many noise variances to keep the weights
+    min_gain: float = 0.0  #: the held-out blind-spot loss must fall by this many noise variances to keep the weights
+    confidence: float = 0.5  #: ... and by this many standard errors of its fall (paired over the held-out patches)
     max_steps: Optional[int] = None  #: stop after this many steps (with no time budget: the only limit)
     threads: Optional[int] = None  #: torch threads while adapting (None: as they are)
 
@@ -81,10 +82,14 @@ class AdaptSettings:
         for key, value in positive.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise InputError(f"The adaptation setting {key} must be a positive number, not {value!r}.")
+        if int(self.eval_patches) < 2:
+            raise InputError(f"The guard needs at least 2 held-out patches, not {self.eval_patches!r}.")
         if not 0.0 < float(self.holdout) < 1.0:
             raise InputError(f"The held-out share must be between 0 and 1, not {self.holdout!r}.")
         if not 0.0 <= float(self.min_gain) < 1.0:
             raise InputError(f"The minimum gain must be in [0, 1) noise variances, not {self.min_gain!r}.")
+        if isinstance(self.confidence, bool) or not 0.0 <= float(self.confidence) <= 10.0:
+            raise InputError(f"The confidence must be between 0 and 10 standard errors, not {self.confidence!r}.")
         if self.max_steps is not None and (isinstance(self.max_steps, bool) or int(self.max_steps) < 1):
             raise InputError(f"The number of adaptation steps must be at least 1, not {self.max_steps!r}.")
         return self
@@ -114,13 +119,15 @@ def _heldout_blocks(shape: Tuple[int, ...], share: float, rng: np.random.Generat
     return np.repeat(np.repeat(grid, block, axis=1), block, axis=2)[:, :h, :w]
 
 
-def _sources(volume: Volume, spatial_dims: int, axis: int, share: float, rng: np.random.Generator) -> List[_Source]:
-    """Every channel normalised and its noise estimated exactly as :func:`~..pipeline.denoise_volume` does."""
+def _sources(volume: Volume, spatial_dims: int, axis: int, share: float, rng: np.random.Generator,
+             noise_fit: str = "constrained") -> List[_Source]:
+    """Every channel normalised and its noise estimated exactly as :func:`~..pipeline.denoise_volume` does for a
+    method whose :attr:`~.base.Method.noise_fit` is ``noise_fit``."""
     out = []
     for c in range(volume.channels):
         chan = volume.array if not volume.is_color else volume.array[..., c]
         x = Normalizer.fit(chan).forward(chan)
-        noise = estimate_noise(x, constrained=True)  # a learned model's fit (LearnedMethod.noise_fit), as the engine
+        noise = estimate_noise(x, constrained=noise_fit != "free")  # the model's fit, as the engine gives it
         stack = np.ascontiguousarray(np.moveaxis(x, axis, 0) if spatial_dims == 2 else x, dtype=np.float32)
         out.append(_Source(stack, noise, _heldout_blocks(stack.shape, share, rng)))
     return out
@@ -218,9 +225,14 @@ def _batch(sources: List[_Source], picks: List[tuple], shape: Tuple[int, ...], s
 
 def _learned(method: Any, device: str) -> LearnedMethod:
     """The learned model to adapt (a name, a weights file or a method, wrappers removed), or one sentence."""
+    from .ensemble import MethodAverage
     from .loading import get_method
 
     found = unwrap(get_method(method, device=device))
+    if isinstance(found, MethodAverage):
+        members = ", ".join(m.name for m in found.members)
+        raise InputError(f"{found.name!r} is an average of several models ({members}); adapt one of them to the "
+                         "scan instead.")
     if not isinstance(found, LearnedMethod):
         article = "an" if found.kind[:1] in "aeiou" else "a"
         raise InputError(f"Only a learned model can be adapted to a scan; {found.name!r} is {article} {found.kind} "
@@ -290,6 +302,34 @@ def _heldout_loss(method: LearnedMethod, sources: List[_Source], batches: List[_
     return total / max(weight, 1e-12)
 
 
+def heldout_terms(method: LearnedMethod, sources: List[_Source], batches: List[_Batch],
+                  seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The guard's blind-spot loss per held-out patch: ``(sums, weights)``, each ``(patches,)``; the loss is
+    ``sums.sum() / weights.sum()`` (:func:`_heldout_loss`), with the same masks at every call."""
+    import torch
+
+    rng = np.random.default_rng([seed, 2])
+    sums, weights = [], []
+    with torch.no_grad():
+        for b in batches:
+            s, n = loss_function("n2s")(_EngineModel(method, sources, b), b.y, b.weights, rng, per_sample=True)
+            sums.append(s.double().cpu().numpy())
+            weights.append(n.double().cpu().numpy())
+    return np.concatenate(sums), np.concatenate(weights)
+
+
+def fall_error(before: np.ndarray, after: np.ndarray, weights: np.ndarray) -> float:
+    """Standard error of the fall of the held-out loss from per-patch sums ``before`` to ``after`` (same masks,
+    same pixels: a paired ratio estimate over the patches)."""
+    total = float(weights.sum())
+    if len(weights) < 2 or total <= 0:
+        return float("inf")
+    d = before - after
+    fall = float(d.sum()) / total
+    spread = (d - fall * weights) ** 2
+    return float(np.sqrt(spread.sum() * len(d) / (len(d) - 1))) / total
+
+
 def _fix_variance(method: LearnedMethod, sources: List[_Source], batches: List[_Batch]) -> None:
     """The guard's noise variance at each held-out pixel: ``a x + b`` at the un-adapted model's output."""
     for b in batches:
@@ -350,14 +390,26 @@ class _Training:
         _fix_variance(self.method, sources, held)
         self.risk_before = self.risk()
         t = time.perf_counter()
-        self.before, self.edges_before = self.guard()
-        self.best, self.edges_best = self.before, self.edges_before
+        self.before, self.edges_before, self.terms_before = self.guard()
+        self.best, self.edges_best, self.terms_best = self.before, self.edges_before, self.terms_before
         self.eval_seconds = time.perf_counter() - t
 
-    def guard(self) -> Tuple[float, float]:
-        """(blind-spot loss over the held-out pixels in noise variances, :func:`residual_edges` of the output)."""
-        return (_heldout_loss(self.method, self.sources, self.held, "n2s", self.seed),
-                _residual_edges(self.method, self.sources, self.held))
+    def guard(self) -> Tuple[float, float, Tuple[np.ndarray, np.ndarray]]:
+        """(blind-spot loss over the held-out pixels in noise variances, :func:`residual_edges` of the output,
+        the loss's :func:`heldout_terms` per patch)."""
+        sums, weights = heldout_terms(self.method, self.sources, self.held, self.seed)
+        loss = float(sums.sum()) / max(float(weights.sum()), 1e-12)
+        return loss, _residual_edges(self.method, self.sources, self.held), (sums, weights)
+
+    def fall_error(self) -> float:
+        """Standard error of the fall from the un-adapted loss to the best one (:func:`fall_error`)."""
+        return fall_error(self.terms_before[0], self.terms_best[0], self.terms_before[1])
+
+    def significant(self) -> bool:
+        """Whether the best weights are better than the un-adapted model by the settings' margins."""
+        fall = self.before - self.best
+        return (self.best_state is not None and fall >= float(self.settings.min_gain)
+                and fall > float(self.settings.confidence) * self.fall_error())
 
     def risk(self) -> float:
         """Monte-Carlo SURE of the full output's error over the held-out pixels (noise variances): recorded only."""
@@ -371,11 +423,11 @@ class _Training:
         return self.risk()
 
     def measure(self, monitor: Optional[Callable[[int, float, Any], None]]) -> None:
-        current, edges = self.guard()
+        current, edges, terms = self.guard()
         if monitor is not None:
             monitor(self.step, current, self.network)
         if current < self.best and edges <= self.edges_before + EDGE_TOLERANCE:
-            self.best, self.edges_best, self.best_step, self.bad = current, edges, self.step, 0
+            self.best, self.edges_best, self.terms_best, self.best_step, self.bad = current, edges, terms, self.step, 0
             self.best_state = {k: t.detach().to("cpu", copy=True) for k, t in self.network.state_dict().items()}
         else:
             self.bad += 1
@@ -456,7 +508,7 @@ def adapt(volume: Volume, method: Any = "default-2d", budget_seconds: Optional[f
 
     t0 = time.perf_counter()
     sources = _sources(volume, spec.spatial_dims, 0 if volume.is_2d else opts.axis, settings.holdout,
-                       np.random.default_rng([opts.seed, 0]))
+                       np.random.default_rng([opts.seed, 0]), learned.noise_fit)
     shape = _patch_shape(sources, spec, settings)
     picks = _picks(sources, shape, settings.eval_patches, np.random.default_rng([opts.seed, 1]))
     held = [_batch(sources, picks[i:i + settings.batch], shape, spec, True, device)
@@ -467,7 +519,7 @@ def adapt(volume: Volume, method: Any = "default-2d", budget_seconds: Optional[f
     try:
         run = _Training(learned, sources, shape, spec, held, settings, device, opts.seed)
         run.train(t0, budget, control, monitor)
-        kept = run.best_state is not None and run.best <= run.before - float(settings.min_gain)
+        kept = run.significant()
         risk_after = run.risk_of_best() if kept else run.risk_before
     finally:
         torch.set_num_threads(threads)
@@ -475,7 +527,7 @@ def adapt(volume: Volume, method: Any = "default-2d", budget_seconds: Optional[f
         model=spec.name, version=spec.version, loss=settings.loss, budget_seconds=budget,
         seconds=round(time.perf_counter() - t0, 2), steps=run.step, best_step=run.best_step if kept else 0,
         risk_before=run.risk_before, risk_after=risk_after, loss_before=run.before, loss_after=run.best,
-        edges_before=run.edges_before, edges_after=run.edges_best,
+        edges_before=run.edges_before, edges_after=run.edges_best, loss_error=run.fall_error(),
         kept=bool(kept), stopped=run.stopped, seed=int(opts.seed), scan=_scan_name(volume),
         settings=dataclasses.asdict(settings))
     inner = learned

@@ -49,12 +49,14 @@ class AdaptationRecord:
     seed: int
     scan: str
     settings: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    loss_error: float = 0.0  #: standard error of the held-out loss's fall to ``loss_after`` (paired over patches)
 
     def columns(self) -> Dict[str, Any]:
         return {"adapt_budget_s": self.budget_seconds, "adapt_seconds": self.seconds, "adapt_steps": self.steps,
                 "adapt_best_step": self.best_step, "adapt_risk_before": round(self.risk_before, 5),
                 "adapt_risk_after": round(self.risk_after, 5), "adapt_loss_before": round(self.loss_before, 5),
-                "adapt_loss_after": round(self.loss_after, 5), "adapt_edges_before": round(self.edges_before, 4),
+                "adapt_loss_after": round(self.loss_after, 5),
+                "adapt_loss_error": round(self.loss_error, 5), "adapt_edges_before": round(self.edges_before, 4),
                 "adapt_edges_after": round(self.edges_after, 4), "adapt_kept": self.kept}
 
     def sentence(self) -> str:
@@ -65,8 +67,9 @@ class AdaptationRecord:
                 f"{self.risk_before:.4f} -> {self.risk_after:.4f})")
         if self.kept:
             return f"{head}, so the adapted weights (step {self.best_step}) are used."
-        return (f"{head}; the loss did not fall by {self.settings.get('min_gain', 0):g}, so the un-adapted "
-                "model is used.")
+        return (f"{head}; the loss did not fall by {self.settings.get('min_gain', 0):g} noise variances and "
+                f"{self.settings.get('confidence', 0):g} standard errors of its fall ({self.loss_error:.4f}), so the "
+                "un-adapted model is used.")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -213,6 +216,13 @@ def weights_file_metadata(path: Union[str, Path]) -> Dict[str, str]:
         raise ModelNotAvailableError(f"The weights file {path} does not say which model it holds (no spec in its "
                                      "metadata); only files written by 'lowlightdenoise adapt' or train/export.py "
                                      "can be loaded by path.")
+    try:
+        spec = json.loads(str(metadata["spec"]))
+    except ValueError:
+        spec = None
+    if not isinstance(spec, dict):
+        raise ModelNotAvailableError(f"The weights file {path} names its model in a spec that cannot be read (not a "
+                                     "JSON object); it is damaged or was not written by this library.")
     return {str(k): str(v) for k, v in metadata.items()}
 
 

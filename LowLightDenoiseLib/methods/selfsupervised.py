@@ -174,15 +174,20 @@ def blind_spot_mask(shape: Tuple[int, ...], rng: np.random.Generator) -> np.ndar
     return mask
 
 
-def n2s_loss(model: Any, y: Any, weights: Any, rng: np.random.Generator) -> Tuple[Any, Any]:
+def n2s_loss(model: Any, y: Any, weights: Any, rng: np.random.Generator,
+             per_sample: bool = False) -> Tuple[Any, Any]:
     """Blind-spot loss (sum, weight): masked pixels replaced by their neighbours' mean, predicted from the rest.
 
-    ``model(y)`` is the output in normalised units (:class:`NetworkModel`, or the engine's own path)."""
+    ``model(y)`` is the output in normalised units (:class:`NetworkModel`, or the engine's own path).
+    ``per_sample``: the sums per patch (``(B,)`` tensors), for the guard's uncertainty."""
     torch = _torch()
     mask = torch.from_numpy(blind_spot_mask(tuple(y.shape), rng)).to(y.device)
     out = model(torch.where(mask, donut_mean(y), y))
     w = weights * mask * model.domain.weight(out.detach())
-    return ((out - y) ** 2 * w).sum(), (weights * mask).sum()
+    values, counts = (out - y) ** 2 * w, weights * mask
+    if per_sample:
+        return values.flatten(1).sum(1), counts.flatten(1).sum(1)
+    return values.sum(), counts.sum()
 
 
 #: the ordered pairs of different, edge-adjacent pixels of a 2 x 2 cell (index = 2 * row + column)

@@ -6,6 +6,7 @@ the budgets are tiny and what is checked holds after any number of steps).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -17,7 +18,7 @@ from LowLightDenoiseLib.degrade import LowLight, simulate_volume
 from LowLightDenoiseLib.errors import CancelledError, InputError, ModelNotAvailableError
 from LowLightDenoiseLib.evaluation import run_methods
 from LowLightDenoiseLib.methods import get_method
-from LowLightDenoiseLib.methods.adaptation import AdaptSettings, _parameters, adapt
+from LowLightDenoiseLib.methods.adaptation import AdaptSettings, _parameters, adapt, fall_error
 from LowLightDenoiseLib.methods.adapted import AdaptedMethod, load_weights_file, save_adapted
 from LowLightDenoiseLib.methods.selfsupervised import (
     Domain, NetworkModel, blind_spot_mask, donut_mean, n2s_loss, neighbour_choices, neighbour_subsample, sure_risk)
@@ -214,7 +215,8 @@ def test_evaluation_rows_of_an_adapted_model_carry_the_adaptation(ct_clean):
 
 
 def test_the_same_seed_gives_the_same_weights_and_another_seed_others(ct_dark, adapted):
-    settings = AdaptSettings(max_steps=4, eval_every=2, batch=4, eval_patches=8, patch=32, min_gain=0.0)
+    settings = AdaptSettings(max_steps=4, eval_every=2, batch=4, eval_patches=8, patch=32, min_gain=0.0,
+                             confidence=0.0)
     first = adapt(ct_dark, "default-2d", None, settings=settings)
     again = adapt(ct_dark, "default-2d", None, settings=settings)
     assert first.kept and again.kept
@@ -248,6 +250,35 @@ def test_a_kept_adaptation_lowered_the_held_out_loss_and_changed_the_weights(ct_
     else:
         assert kept.record.best_step == 0
         assert all(torch.equal(base[k], v) for k, v in _weights(kept).items())
+
+
+def test_the_fall_of_the_held_out_loss_has_a_standard_error_over_the_patches():
+    ones = np.ones(4)
+    assert fall_error(ones, 0.9 * ones, ones) == pytest.approx(0.0)  # every patch fell alike: no doubt
+    # the same mean fall (0.1) carried by one patch of four: its standard error is as large as the fall
+    assert fall_error(np.array([1.0, 1.0, 1.0, 1.4]), ones, ones) == pytest.approx(0.1)
+    # patches weigh by their pixel count: a fall proportional to the weights is certain
+    w = np.array([1.0, 2.0, 3.0, 4.0])
+    assert fall_error(w, 0.5 * w, w) == pytest.approx(0.0)
+    assert fall_error(ones[:1], ones[:1], ones[:1]) == float("inf")  # one patch: no estimate
+
+
+def test_the_guard_keeps_the_weights_only_when_the_fall_is_that_many_standard_errors(ct_dark):
+    """The same seeded run kept below the fall's own signal-to-error ratio and refused just above it."""
+    settings = AdaptSettings(max_steps=4, eval_every=2, batch=4, eval_patches=8, patch=32, min_gain=0.0,
+                             confidence=0.0)
+    first = adapt(ct_dark, "default-2d", None, settings=settings)
+    record = first.record
+    assert first.kept and record.loss_error > 0 and record.loss_after < record.loss_before
+    ratio = (record.loss_before - record.loss_after) / record.loss_error
+    refused = adapt(ct_dark, "default-2d", None, settings=dataclasses.replace(settings, confidence=ratio * 1.01))
+    assert not refused.kept and refused.record.loss_error == pytest.approx(record.loss_error)
+    assert "standard errors of its fall" in refused.record.sentence()
+    kept = adapt(ct_dark, "default-2d", None, settings=dataclasses.replace(settings, confidence=ratio * 0.99))
+    assert kept.kept and kept.record.best_step == record.best_step
+    assert denoise_volume(ct_dark, first, device="cpu").summary()["adapt_loss_error"] == round(record.loss_error, 5)
+    with pytest.raises(InputError, match="at least 2 held-out patches"):
+        adapt(ct_dark, "default-2d", None, settings=dataclasses.replace(settings, eval_patches=1))
 
 
 def test_the_adapted_output_keeps_hounsfield_units(ct_clean, ct_dark, adapted):
@@ -345,6 +376,13 @@ def test_weights_files_that_cannot_be_used_get_one_sentence(adapted, tmp_path):
     save_file({"w": torch.zeros(2)}, str(tmp_path / "bare.safetensors"))
     with pytest.raises(ModelNotAvailableError, match="does not say which model"):
         load_weights_file(tmp_path / "bare.safetensors")
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "torn.safetensors"), metadata={"spec": "{not json"})
+    with pytest.raises(ModelNotAvailableError, match="spec that cannot be read"):
+        load_weights_file(tmp_path / "torn.safetensors")
+    from LowLightDenoiseLib.batch.sidecar import method_identity
+
+    with pytest.raises(ModelNotAvailableError, match="spec that cannot be read"):  # a batch plan: the same sentence
+        method_identity(str(tmp_path / "torn.safetensors"))
     (tmp_path / "junk.safetensors").write_bytes(b"not weights")
     with pytest.raises(ModelNotAvailableError, match="cannot be read"):
         load_weights_file(tmp_path / "junk.safetensors")

@@ -1,0 +1,181 @@
+"""Choose the adaptation guard's keep rule by measurement, on VALIDATION cases only.
+
+For each case of ``train/adapt_cases.GUARD_CASES`` default-2d is adapted for ``--steps`` steps with the shipped
+loss and learning rate and no early stop; every ``--every`` steps the true PSNR of the whole crop (through the
+engine) is measured next to what the guard sees: the held-out blind-spot loss per held-out patch
+(:func:`~LowLightDenoiseLib.methods.adaptation.heldout_terms`) and the residual's edge correlation. The guard is
+then replayed on each trajectory for every candidate rule (early stop after ``patience`` measurements without a
+new best, the best weights among those whose residual does not follow the edges more; kept when the loss fell by
+``min_gain`` noise variances AND by ``confidence`` standard errors of the fall), and the report gives the PSNR
+each rule would have delivered: it must never lose in distribution and should gain most out of distribution.
+
+    python train/adapt_guard_choice.py --steps 600 --every 40 --threads 1 --out train/reports/adapt-guard-choice
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from LowLightDenoiseLib.methods import get_method  # noqa: E402
+from LowLightDenoiseLib.methods.adaptation import (  # noqa: E402
+    EDGE_TOLERANCE, AdaptSettings, _batch, _fix_variance, _patch_shape, _picks, _residual_edges, _sources, adapt,
+    fall_error, heldout_terms)
+from LowLightDenoiseLib.methods.learned import LearnedMethod  # noqa: E402
+from LowLightDenoiseLib.pipeline import denoise_volume  # noqa: E402
+from LowLightDenoiseLib.tables import markdown_table, write_text_atomic  # noqa: E402
+from train.adapt_cases import GUARD_CASES, describe, load_case, scores  # noqa: E402
+
+CONFIDENCES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
+MIN_GAINS = (0.0, 0.002, 0.005, 0.01)
+
+
+def run_case(case: Any, steps: int, every: int, seed: int = 0) -> Dict[str, Any]:
+    """One trajectory: per measurement the step, true PSNR/SSIM, held-out loss per patch and residual edges."""
+    clean, noisy = load_case(case)
+    base = get_method("default-2d", device="cpu")
+    settings = AdaptSettings(max_steps=steps, eval_every=every, patience=10 ** 6, min_gain=0.0)
+    spec = base.spec
+    sources = _sources(noisy, 2, 0, settings.holdout, np.random.default_rng([seed, 0]))  # as adapt() draws them
+    shape = _patch_shape(sources, spec, settings)
+    picks = _picks(sources, shape, settings.eval_patches, np.random.default_rng([seed, 1]))
+    held = [_batch(sources, picks[i:i + settings.batch], shape, spec, True, "cpu")
+            for i in range(0, len(picks), settings.batch)]
+    whole = dataclasses.replace(base.settings, tile=int(shape[-1]), sw_batch_size=int(settings.batch))
+    _fix_variance(LearnedMethod(spec, base.network, settings=whole), sources, held)
+    rows: List[Dict[str, Any]] = []
+    weights: List[float] = []
+
+    def measure(step: int, network: Any, reported: Optional[float] = None) -> None:
+        net = copy.deepcopy(network).eval()
+        out = denoise_volume(noisy, LearnedMethod(spec, net, settings=base.settings), device="cpu")
+        guard = LearnedMethod(spec, net, settings=whole)
+        sums, w = heldout_terms(guard, sources, held, seed)
+        loss = float(sums.sum() / w.sum())
+        if reported is not None and abs(loss - reported) > 1e-6 * max(1.0, abs(loss)):
+            raise RuntimeError(f"{case.name}: the replayed guard ({loss}) is not adapt()'s ({reported}).")
+        weights[:] = [float(v) for v in w]
+        row = {"step": step, "loss": loss, "edges": _residual_edges(guard, sources, held),
+               "sums": [float(v) for v in sums]}
+        row.update(scores(out.volume, clean))
+        rows.append(row)
+
+    measure(0, base.network)
+    t = time.perf_counter()
+    adapt(noisy, base, None, settings=settings, monitor=lambda step, loss, net: measure(step, net, loss))
+    return {"case": case.name, "kind": case.kind, "rows": rows, "weights": weights,
+            "seconds": round(time.perf_counter() - t, 1)}
+
+
+def replay(run: Dict[str, Any], confidence: float, min_gain: float, patience: int = 5,
+           max_step: Optional[int] = None) -> Dict[str, Any]:
+    """The guard's decision on a recorded trajectory, as ``adapt()`` makes it, and the PSNR it delivers."""
+    rows, weights = run["rows"], np.asarray(run["weights"])
+    first = rows[0]
+    best, bad = first, 0
+    for row in rows[1:]:
+        if max_step is not None and row["step"] > max_step:
+            break
+        if row["loss"] < best["loss"] and row["edges"] <= first["edges"] + EDGE_TOLERANCE:
+            best, bad = row, 0
+        else:
+            bad += 1
+        if bad >= patience:
+            break
+    fall = first["loss"] - best["loss"]
+    error = fall_error(np.asarray(first["sums"]), np.asarray(best["sums"]), weights)
+    kept = best is not first and fall >= min_gain and fall > confidence * error
+    return {"kept": kept, "step": best["step"] if kept else 0, "fall": fall, "error": error,
+            "gain": (best["psnr"] - first["psnr"]) if kept else 0.0,
+            "best_gain": max(r["psnr"] for r in rows) - first["psnr"]}
+
+
+def rules_table(runs: List[Dict[str, Any]], max_step: Optional[int]) -> List[List[str]]:
+    body = []
+    for confidence in CONFIDENCES:
+        for min_gain in MIN_GAINS:
+            gains = {r["case"]: replay(r, confidence, min_gain, max_step=max_step) for r in runs}
+            inside = [g["gain"] for r, g in zip(runs, gains.values()) if r["kind"] == "in distribution"]
+            outside = [g["gain"] for r, g in zip(runs, gains.values()) if r["kind"] != "in distribution"]
+            body.append([f"{confidence:g}", f"{min_gain:g}", f"{min(inside):+.2f}" if inside else "",
+                         f"{np.mean(outside):+.2f}" if outside else "", f"{min(outside):+.2f}" if outside else "",
+                         f"{sum(g['kept'] for g in gains.values())} of {len(gains)}"]
+                        + [f"{g['gain']:+.2f}" for g in gains.values()])
+    return body
+
+
+def render(results: Dict[str, Any], args: argparse.Namespace) -> str:
+    runs = results["runs"]
+    lines = ["# Adaptation: the guard's keep rule (validation cases only)", "",
+             f"`python train/adapt_guard_choice.py --steps {args.steps} --every {args.every} --threads {args.threads}"
+             f"{' --cases ' + args.cases if args.cases else ''}` (default-2d, n2s, learning rate 1e-4, batch 8 x 64 px,"
+             f" CPU, {args.threads} thread(s); {results.get('note', '')}). Each trajectory is recorded once; the guard "
+             "is replayed on it for every rule (patience 5 measurements, best weights whose residual does not follow "
+             "the edges more). Gain: true PSNR of the whole crop with the kept weights minus un-adapted (0 when "
+             "refused).", ""]
+    lines += ["## Cases", "", markdown_table(["case", "scan", "split", "kind", "degradation", "crop"],
+                                             [[d["case"], d["scan"], d["split"], d["kind"], d["degradation"], d["crop"]]
+                                              for d in results["cases"]]), ""]
+    header = ["confidence (standard errors)", "min_gain", "in distribution: worst", "out: mean", "out: worst",
+              "kept"] + [r["case"] for r in runs]
+    for cap in (None, 240):
+        title = "every step recorded" if cap is None else f"stopping at step {cap} (a slower machine)"
+        lines += [f"## Rules replayed, {title}", "", markdown_table(header, rules_table(runs, cap)), ""]
+    lines += ["## Trajectories (held-out loss, its fall's standard error against step 0, true PSNR)", ""]
+    for r in runs:
+        first = r["rows"][0]
+        w = np.asarray(r["weights"])
+        body = [[x["step"], f"{x['loss']:.5f}", f"{first['loss'] - x['loss']:+.5f}",
+                 f"{fall_error(np.asarray(first['sums']), np.asarray(x['sums']), w):.5f}", f"{x['edges']:.3f}",
+                 f"{x['psnr']:.2f}", f"{x['psnr'] - first['psnr']:+.2f}"] for x in r["rows"]]
+        lines += [f"### {r['case']} ({r['kind']}, {r['seconds']:.0f} s)", "",
+                  markdown_table(["step", "held-out loss", "fall", "standard error", "residual edges", "PSNR", "gain"],
+                                 body), ""]
+    return "\n".join(lines)
+
+
+def main(argv: Any = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--every", type=int, default=40)
+    parser.add_argument("--cases", default=None, help="comma-separated case names (default: all guard cases)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--note", default="", help="conditions of the run, for the report")
+    parser.add_argument("--out", default="train/reports/adapt-guard-choice")
+    parser.add_argument("--render", action="store_true", help="only replay the rules on OUT.json and write the "
+                        "Markdown again (the command line recorded there is kept)")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if args.render:
+        results = json.loads(out.with_suffix(".json").read_text())
+        recorded = argparse.Namespace(**results["args"]) if "args" in results else args
+        write_text_atomic(out.with_suffix(".md"), render(results, recorded))
+        return 0
+    import torch
+
+    torch.set_num_threads(args.threads)
+    cases = [c for c in GUARD_CASES if not args.cases or c.name in args.cases.split(",")]
+    results: Dict[str, Any] = {"cases": [describe(c) for c in cases], "runs": [], "note": args.note,
+                               "args": {k: getattr(args, k) for k in ("steps", "every", "cases", "threads")}}
+    for case in cases:
+        run = run_case(case, args.steps, args.every)
+        results["runs"].append(run)
+        rows = run["rows"]
+        print(f"{case.name}: PSNR {rows[0]['psnr']:.2f} -> best {max(r['psnr'] for r in rows):.2f}, end "
+              f"{rows[-1]['psnr']:.2f} in {run['seconds']:.0f} s", flush=True)
+        write_text_atomic(out.with_suffix(".json"), json.dumps(results))
+        write_text_atomic(out.with_suffix(".md"), render(results, args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
