@@ -125,7 +125,9 @@ def denoise_volume(
         control.step(0.0, f"{method}: loading")  # a learned model's weights load (or download) first
     method = get_method(method, device=opts.device)
     validate_values(volume.array)
-    method = method.for_volume(volume)  # a method that chooses by the image (auto) chooses here, once
+    resolve_mode(opts.mode, method, volume)  # a mode the method cannot run: one sentence before anything loads
+    # a method that chooses by the image (auto) chooses here, once, on slices along the run's axis
+    method = method.for_volume(volume, 0 if volume.is_2d else opts.axis)
     # the device is resolved once, here, and only for a method that runs on one (no torch import otherwise)
     opts = dataclasses.replace(opts, device=resolve_device(opts.device) if method.uses_device else "cpu")
     mode = resolve_mode(opts.mode, method, volume)

@@ -78,17 +78,19 @@ class Choice:
     note: Optional[str] = None
 
 
-def volume_samples(volume: Volume) -> List[np.ndarray]:
-    """Per channel: up to :data:`CLASSIFY_SLICES` evenly spaced slices (axis 0), normalised by the engine's map
-    fitted on the whole channel, so no copy of the volume is made (the classifier reads no more of a volume)."""
+def volume_samples(volume: Volume, axis: int = 0) -> List[np.ndarray]:
+    """Per channel: up to :data:`CLASSIFY_SLICES` evenly spaced slices along ``axis`` (the run's slice axis),
+    normalised by the engine's map fitted on the whole channel, so no copy of the volume is made (the classifier
+    reads no more of a volume)."""
     from ..normalize import Normalizer
 
     out = []
     for c in range(volume.channels):
         channel = volume.array[..., c] if volume.is_color else volume.array
-        depth = channel.shape[0]
+        depth = channel.shape[axis]
         index = np.unique(np.linspace(0, depth - 1, num=min(depth, CLASSIFY_SLICES)).astype(int))
-        out.append(Normalizer.fit(channel).forward(np.asarray(channel[index])))
+        sample = np.moveaxis(np.take(channel, index, axis=axis), axis, 0)
+        out.append(Normalizer.fit(channel).forward(np.ascontiguousarray(sample)))
     return out
 
 
@@ -178,9 +180,10 @@ class AutoMethod(Method):
             self._loaded[name] = self.loader(name, device=self.device)
         return self._loaded[name]
 
-    def choose(self, volume: Volume) -> Choice:
-        """What runs on ``volume``: its noise classified once (every channel, probabilities averaged)."""
-        return self._choose(volume_samples(volume))
+    def choose(self, volume: Volume, axis: int = 0) -> Choice:
+        """What runs on ``volume``: its noise classified once on slices along ``axis`` (every channel,
+        probabilities averaged)."""
+        return self._choose(volume_samples(volume, axis))
 
     def _choose(self, samples: List[np.ndarray]) -> Choice:
         try:
@@ -191,10 +194,10 @@ class AutoMethod(Method):
                           f"auto: the noise could not be classified ({reason}), so {DEFAULT_MODEL} ran.")
         return choose_route(label, probabilities[label], self.routes)
 
-    def for_volume(self, volume: Volume) -> Method:
+    def for_volume(self, volume: Volume, axis: int = 0) -> Method:
         from .logdomain import LogDomain, log_sigma
 
-        samples = volume_samples(volume)
+        samples = volume_samples(volume, axis)
         choice = self._choose(samples)
         if choice.route.startswith(LOG_PREFIX):
             # one log-domain noise level per volume (speckle's is the same whatever the intensity or channel)

@@ -78,9 +78,10 @@ class Method(abc.ABC):
     def apply(self, block: np.ndarray, context: MethodContext) -> np.ndarray:
         """Return the processed block (float32, same shape); never modify ``block`` in place."""
 
-    def for_volume(self, volume: "Volume") -> "Method":
-        """The method that runs on ``volume``, chosen once before the engine starts: itself, except for a method
-        that chooses by the image (``auto``, :mod:`.auto`), which returns what it chose."""
+    def for_volume(self, volume: "Volume", axis: int = 0) -> "Method":
+        """The method that runs on ``volume`` (sliced along ``axis`` in 2D), chosen once before the engine starts:
+        itself, except for a method that chooses by the image (``auto``, :mod:`.auto`), which returns what it
+        chose."""
         return self
 
     def describe(self) -> dict:

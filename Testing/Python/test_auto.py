@@ -65,6 +65,29 @@ def test_salt_and_pepper_on_the_mr_crop_routes_to_median_and_beats_the_default(c
     assert "warnings" not in auto or not auto["warnings"]
 
 
+def test_auto_classifies_slices_along_the_runs_axis_and_checks_the_mode_before_loading(mr_path):
+    """A volume stored with its slices along axis 1 is classified on those slices (it was always axis 0, where a
+    thin volume is 'too small to classify'); a mode auto cannot run is refused before any model loads."""
+    from LowLightDenoiseLib.errors import InputError
+    from LowLightDenoiseLib.pipeline import denoise_volume
+
+    clean = read_volume(mr_path)
+    noisy = simulate_volume(clean, SaltPepper(amount=0.05), seed=1)
+    turned = Volume(np.ascontiguousarray(np.moveaxis(noisy.array, 0, 1)), spacing=noisy.spacing)
+    straight = AutoMethod().choose(noisy)
+    along = AutoMethod().choose(turned, axis=1)
+    assert straight.route == along.route == "median"
+    assert along.probability == pytest.approx(straight.probability, abs=1e-6)
+    result = denoise_volume(turned, "auto", mode="2d", axis=1, device="cpu")
+    assert result.summary()["route"] == "median"
+    loads = []
+    method = get_method("auto")
+    method.loader = lambda name, device="cpu": loads.append(name)
+    with pytest.raises(InputError, match="works on 2D slices only"):
+        denoise_volume(noisy, method, mode="3d", device="cpu")
+    assert loads == []
+
+
 def test_photon_noise_on_the_ct_crop_runs_the_default_model_unchanged(capsys, tmp_path, ct_path):
     """Without --method the command runs auto; on photon noise its output is default-2d's, voxel for voxel."""
     pytest.importorskip("torch")
