@@ -19,9 +19,11 @@ around the network), before adaptation and every ``eval_every`` steps, and on th
 the residual of the full output follows the image's edges (:func:`residual_edges`: anatomy in the
 residual; it may not rise by more than :data:`EDGE_TOLERANCE`: measured, on the real PD MR a lower blind-spot
 loss came with the scalp's rim in the residual). Training stops early when nothing got better for
-``patience`` measurements; the best weights are kept, and when their loss is not lower than the un-adapted
-model's by ``min_gain`` noise variances the un-adapted model is used and the record says so. The Monte-Carlo SURE estimate of the full output's error (:func:`~.selfsupervised.sure_risk`)
-is recorded before and after; it does not decide, because it assumes the estimated Poisson-Gaussian noise
+``patience`` measurements; the best weights are kept, and when their loss did not fall below the un-adapted
+model's by ``confidence`` standard errors of that fall (:func:`fall_error`: the same masks and pixels before and
+after, a paired estimate over the held-out patches; 0.5, chosen on validation cases by
+``train/adapt_guard_choice.py``) and by ``min_gain`` noise variances, the un-adapted model is used and the record
+says so. The Monte-Carlo SURE estimate of the full output's error (:func:`~.selfsupervised.sure_risk`) is recorded before and after; it does not decide, because it assumes the estimated Poisson-Gaussian noise
 (measured: it rose while the PSNR rose with speckle, and went negative at 2 photons).
 
 Deterministic with a seed: the patches, masks and draws come from NumPy generators seeded by it, so a

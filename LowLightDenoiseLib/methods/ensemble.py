@@ -16,7 +16,7 @@ progress and cancellation are the members' own; the members share the block and 
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Sequence
 
 import numpy as np
 
