@@ -39,11 +39,12 @@ CONFIDENCES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 MIN_GAINS = (0.0, 0.002, 0.005, 0.01)
 
 
-def run_case(case: Any, steps: int, every: int, seed: int = 0) -> Dict[str, Any]:
+def run_case(case: Any, steps: int, every: int, seed: int = 0, eval_patches: int = 32) -> Dict[str, Any]:
     """One trajectory: per measurement the step, true PSNR/SSIM, held-out loss per patch and residual edges."""
     clean, noisy = load_case(case)
     base = get_method("default-2d", device="cpu")
-    settings = AdaptSettings(max_steps=steps, eval_every=every, patience=10 ** 6, min_gain=0.0)
+    settings = AdaptSettings(max_steps=steps, eval_every=every, patience=10 ** 6, min_gain=0.0, confidence=0.0,
+                             eval_patches=eval_patches)
     spec = base.spec
     sources = _sources(noisy, 2, 0, settings.holdout, np.random.default_rng([seed, 0]))  # as adapt() draws them
     shape = _patch_shape(sources, spec, settings)
@@ -117,7 +118,8 @@ def render(results: Dict[str, Any], args: argparse.Namespace) -> str:
     runs = results["runs"]
     lines = ["# Adaptation: the guard's keep rule (validation cases only)", "",
              f"`python train/adapt_guard_choice.py --steps {args.steps} --every {args.every} --threads {args.threads}"
-             f"{' --cases ' + args.cases if args.cases else ''}` (default-2d, n2s, learning rate 1e-4, batch 8 x 64 px,"
+             f"{' --cases ' + args.cases if args.cases else ''}"
+             f"{' --eval-patches %d' % args.eval_patches if getattr(args, 'eval_patches', 32) != 32 else ''}` (default-2d, n2s, learning rate 1e-4, batch 8 x 64 px,"
              f" CPU, {args.threads} thread(s); {results.get('note', '')}). Each trajectory is recorded once; the guard "
              "is replayed on it for every rule (patience 5 measurements, best weights whose residual does not follow "
              "the edges more). Gain: true PSNR of the whole crop with the kept weights minus un-adapted (0 when "
@@ -149,6 +151,7 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--every", type=int, default=40)
     parser.add_argument("--cases", default=None, help="comma-separated case names (default: all guard cases)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-patches", type=int, default=32, help="held-out patches the guard measures")
     parser.add_argument("--note", default="", help="conditions of the run, for the report")
     parser.add_argument("--out", default="train/reports/adapt-guard-choice")
     parser.add_argument("--render", action="store_true", help="only replay the rules on OUT.json and write the "
@@ -165,9 +168,9 @@ def main(argv: Any = None) -> int:
     torch.set_num_threads(args.threads)
     cases = [c for c in GUARD_CASES if not args.cases or c.name in args.cases.split(",")]
     results: Dict[str, Any] = {"cases": [describe(c) for c in cases], "runs": [], "note": args.note,
-                               "args": {k: getattr(args, k) for k in ("steps", "every", "cases", "threads")}}
+                               "args": {k: getattr(args, k) for k in ("steps", "every", "cases", "threads", "eval_patches")}}
     for case in cases:
-        run = run_case(case, args.steps, args.every)
+        run = run_case(case, args.steps, args.every, eval_patches=args.eval_patches)
         results["runs"].append(run)
         rows = run["rows"]
         print(f"{case.name}: PSNR {rows[0]['psnr']:.2f} -> best {max(r['psnr'] for r in rows):.2f}, end "
