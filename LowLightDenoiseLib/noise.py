@@ -257,10 +257,10 @@ def estimate_poisson_gaussian(array: np.ndarray, constrained: bool = False) -> T
     intensity bins; the median variance of each bin (robust to edge blocks) is fitted by weighted
     least squares. ``b`` may be negative (the photon-zero level lies above 0 in these units) as long as
     the fitted variance stays positive over the data (:data:`DARK_VARIANCE_FLOOR`, :data:`DARK_BLOCK_QUANTILE`);
-    ``constrained=True``
-    imposes ``b >= 0``, the estimator of library 0.2.0 and before (it reads the gain 38 / 21 / 13 % low
-    on average at 3 / 10 / 30 photons, ``train/reports/noise_estimation_before.md``), which the engine still gives every method whose ``noise_fit`` is ``"constrained"`` (all
-    the shipped ones: the models were trained with it). Images too small for 8 x 8 blocks fall back to
+    ``constrained=True`` imposes ``b >= 0``, the estimator of library 0.2.0 and before (it reads the gain
+    38 / 21 / 13 % low on average at 3 / 10 / 30 photons, ``train/reports/noise_estimation_before.md``), which
+    the engine still gives every method whose ``noise_fit`` is ``"constrained"`` (all the shipped ones: the
+    models were trained with it). Images too small for 8 x 8 blocks fall back to
     ``(0, sigma**2)``.
     """
     m, v = local_statistics(array)

@@ -28,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from LowLightDenoiseLib.methods import get_method  # noqa: E402
 from LowLightDenoiseLib.methods.adaptation import (  # noqa: E402
-    EDGE_TOLERANCE, AdaptSettings, _batch, _fix_variance, _patch_shape, _picks, _residual_edges, _sources, adapt,
-    fall_error, heldout_terms)
+    AdaptSettings, _batch, _patch_shape, _picks, _sources, adapt)
+from LowLightDenoiseLib.methods.adaptation_guard import (  # noqa: E402
+    EDGE_TOLERANCE, _fix_variance, _residual_edges, fall_error, heldout_terms)
 from LowLightDenoiseLib.methods.learned import LearnedMethod  # noqa: E402
 from LowLightDenoiseLib.pipeline import denoise_volume  # noqa: E402
 from LowLightDenoiseLib.tables import markdown_table, write_text_atomic  # noqa: E402

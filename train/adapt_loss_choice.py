@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from LowLightDenoiseLib.methods import get_method  # noqa: E402
 from LowLightDenoiseLib.methods.adaptation import (  # noqa: E402
-    GUARDS, AdaptSettings, _batch, _fix_variance, _heldout_loss, _patch_shape, _picks, _sources, adapt)
+    AdaptSettings, _batch, _patch_shape, _picks, _sources, adapt)
+from LowLightDenoiseLib.methods.adaptation_guard import GUARDS, _fix_variance, _heldout_loss  # noqa: E402
 from LowLightDenoiseLib.methods.learned import LearnedMethod  # noqa: E402
 from LowLightDenoiseLib.methods.selfsupervised import LOSSES  # noqa: E402
 from LowLightDenoiseLib.pipeline import denoise_volume  # noqa: E402

@@ -55,7 +55,7 @@ def shipped_curves(roots: Sequence[Path], models: Sequence[Dict[str, Any]]
     under ``roots``, and the models without one.
 
     A model's curve is the CSV file with a loss column named ``<name>-<version>.csv`` (``default-2d-0.3.0.csv``),
-    as train/export.py writes it;
+    as the training code's export writes it;
     run folders of experiments and older versions are never taken for a shipped model. Returns
     ``([(title, csv)], [(title, why none)])``, titles ``"<name> v<version>"``.
     """

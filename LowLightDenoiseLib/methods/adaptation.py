@@ -16,15 +16,17 @@ The guard: a share of the scan's pixels (random 8 x 8 blocks of every slice) is 
 pixels are never a training target. On them alone, with fixed masks, the guard measures the blind-spot
 loss of the model exactly as the engine runs it (:meth:`LearnedMethod.apply`, whatever the engine does
 around the network), before adaptation and every ``eval_every`` steps, and on the held-out patches how much
-the residual of the full output follows the image's edges (:func:`residual_edges`: anatomy in the
+the residual of the full output follows the image's edges (:func:`~.adaptation_guard.residual_edges`: anatomy in the
 residual; it may not rise by more than :data:`EDGE_TOLERANCE`: measured, on the real PD MR a lower blind-spot
 loss came with the scalp's rim in the residual). Training stops early when nothing got better for
 ``patience`` measurements; the best weights are kept, and when their loss did not fall below the un-adapted
-model's by ``confidence`` standard errors of that fall (:func:`fall_error`: the same masks and pixels before and
+model's by ``confidence`` standard errors of that fall (:func:`~.adaptation_guard.fall_error`: the same masks and pixels before and
 after, a paired estimate over the held-out patches) and by ``min_gain`` noise variances (0.5 and 0.01: smaller
 falls gained on validation cases but lost on the test split, docs/adaptation.md), the un-adapted model is used and
-the record says so. The Monte-Carlo SURE estimate of the full output's error (:func:`~.selfsupervised.sure_risk`) is recorded before and after; it does not decide, because it assumes the estimated Poisson-Gaussian noise
-(measured: it rose while the PSNR rose with speckle, and went negative at 2 photons).
+the record says so (the measurements: :mod:`.adaptation_guard`). The Monte-Carlo SURE estimate of the full
+output's error (:func:`~.selfsupervised.sure_risk`) is recorded before and after; it does not decide, because it
+assumes the estimated Poisson-Gaussian noise (measured: it rose while the PSNR rose with speckle, and went negative
+at 2 photons).
 
 Deterministic with a seed: the patches, masks and draws come from NumPy generators seeded by it, so a
 run limited by ``max_steps`` gives the same weights every time; a run limited by time follows the same
@@ -46,15 +48,13 @@ from ..normalize import Normalizer
 from ..options import RunOptions, resolve_device
 from ..progress import CancelToken, ProgressCallback, RunControl
 from ..volume import Volume, validate_values
+from .adaptation_guard import (EDGE_TOLERANCE, _fix_variance, _heldout_loss, _residual_edges, fall_error,
+                               heldout_terms)
 from .adapted import ADAPTED_SUFFIX, AdaptationRecord, AdaptedMethod
-from .base import MethodContext
 from .learned import LearnedMethod
-from .selfsupervised import LOSSES, Domain, NetworkModel, loss_function, sure_risk
+from .selfsupervised import LOSSES, Domain, NetworkModel, loss_function
 from .wrappers import DIHEDRAL, unwrap
 
-GUARDS = ("n2s", "nb2nb", "sure")  # held-out measures the choice script compares (r2r needs the raw network)
-#: how much more the residual of the output may follow the image's edges than the un-adapted model's did
-EDGE_TOLERANCE = 0.02
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,113 +257,6 @@ def _budget(budget_seconds: Any, settings: AdaptSettings) -> Optional[float]:
     if isinstance(budget_seconds, bool) or not np.isfinite(budget) or budget <= 0:
         raise InputError(f"The adaptation budget must be a positive number of seconds, not {budget_seconds!r}.")
     return budget
-
-
-class _EngineModel:
-    """The model exactly as the engine runs it (:meth:`LearnedMethod.apply`, with whatever it does around the
-    network), on a batch of patches, without gradients: what the guard judges."""
-
-    def __init__(self, method: LearnedMethod, sources: List[_Source], batch: _Batch) -> None:
-        self.method, self.sources, self.batch, self.domain = method, sources, batch, batch.domain
-
-    def __call__(self, y: Any) -> Any:
-        import torch
-
-        patches = y[:, 0].detach().cpu().numpy()
-        out = np.empty_like(patches)
-        dims = self.method.spec.spatial_dims
-        for channel in sorted(set(self.batch.channels)):
-            index = [i for i, c in enumerate(self.batch.channels) if c == channel]
-            context = MethodContext(spatial_dims=dims, noise=self.sources[channel].noise, device=self.method.device)
-            if dims == 2:  # 2D patches of one channel: one block of slices
-                out[index] = self.method.apply(np.ascontiguousarray(patches[index]), context)
-            else:
-                for i in index:
-                    out[i] = self.method.apply(np.ascontiguousarray(patches[i]), context)
-        return torch.from_numpy(out[:, np.newaxis]).to(y.device)
-
-
-def _heldout_loss(method: LearnedMethod, sources: List[_Source], batches: List[_Batch], guard: str,
-                  seed: int) -> float:
-    """The guard loss over the held-out pixels, with the same masks and draws at every call, in noise variances."""
-    import torch
-
-    rng = np.random.default_rng([seed, 2])
-    total, weight, scale = 0.0, 0.0, 0.0
-    with torch.no_grad():
-        for b in batches:
-            model = _EngineModel(method, sources, b)
-            if guard == "sure":
-                s, n = sure_risk(model, b.y, b.weights, rng, variance=b.variance)
-            else:
-                s, n = loss_function(guard)(model, b.y, b.weights, rng)
-            total, weight = total + float(s), weight + float(n)
-            scale += float((b.variance * b.weights).sum())
-    if guard == "sure":  # unweighted squared error: in units of the mean noise variance of the held-out pixels
-        return total / max(scale, 1e-30)
-    return total / max(weight, 1e-12)
-
-
-def heldout_terms(method: LearnedMethod, sources: List[_Source], batches: List[_Batch],
-                  seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """The guard's blind-spot loss per held-out patch: ``(sums, weights)``, each ``(patches,)``; the loss is
-    ``sums.sum() / weights.sum()`` (:func:`_heldout_loss`), with the same masks at every call."""
-    import torch
-
-    rng = np.random.default_rng([seed, 2])
-    sums, weights = [], []
-    with torch.no_grad():
-        for b in batches:
-            s, n = loss_function("n2s")(_EngineModel(method, sources, b), b.y, b.weights, rng, per_sample=True)
-            sums.append(s.double().cpu().numpy())
-            weights.append(n.double().cpu().numpy())
-    return np.concatenate(sums), np.concatenate(weights)
-
-
-def fall_error(before: np.ndarray, after: np.ndarray, weights: np.ndarray) -> float:
-    """Standard error of the fall of the held-out loss from per-patch sums ``before`` to ``after`` (same masks,
-    same pixels: a paired ratio estimate over the patches)."""
-    total = float(weights.sum())
-    if len(weights) < 2 or total <= 0:
-        return float("inf")
-    d = before - after
-    fall = float(d.sum()) / total
-    spread = (d - fall * weights) ** 2
-    return float(np.sqrt(spread.sum() * len(d) / (len(d) - 1))) / total
-
-
-def _fix_variance(method: LearnedMethod, sources: List[_Source], batches: List[_Batch]) -> None:
-    """The guard's noise variance at each held-out pixel: ``a x + b`` at the un-adapted model's output."""
-    for b in batches:
-        b.variance = b.domain.variance(_EngineModel(method, sources, b)(b.y))
-
-
-def residual_edges(output: np.ndarray, residual: np.ndarray) -> float:
-    """How much a residual ``input - output`` follows the output's edges (``(n, h, w)`` or ``(n, d, h, w)``
-    patches, in-plane): the correlation of its local energy (Gaussian, 2 px) with the output's gradient
-    magnitude (after a 1 px Gaussian). Noise alone gives about 0; anatomy left in the residual, more."""
-    from scipy import ndimage
-
-    spatial = (0,) * (output.ndim - 2)
-    energy = ndimage.gaussian_filter(np.abs(residual.astype(np.float64)), sigma=spatial + (2.0, 2.0))
-    smooth = ndimage.gaussian_filter(output.astype(np.float64), sigma=spatial + (1.0, 1.0))
-    gradient = np.hypot(ndimage.sobel(smooth, axis=-1), ndimage.sobel(smooth, axis=-2))
-    e, g = energy.ravel() - energy.mean(), gradient.ravel() - gradient.mean()
-    denominator = float(np.sqrt(np.dot(e, e) * np.dot(g, g)))
-    return float(np.dot(e, g) / denominator) if denominator > 0 else 0.0
-
-
-def _residual_edges(method: LearnedMethod, sources: List[_Source], batches: List[_Batch]) -> float:
-    """:func:`residual_edges` of the model's full output (as the engine runs it) on the held-out patches."""
-    import torch
-
-    outputs, residuals = [], []
-    with torch.no_grad():
-        for b in batches:
-            out = _EngineModel(method, sources, b)(b.y)[:, 0].cpu().numpy()
-            outputs.append(out)
-            residuals.append(b.y[:, 0].cpu().numpy() - out)
-    return residual_edges(np.concatenate(outputs), np.concatenate(residuals))
 
 
 class _Training:

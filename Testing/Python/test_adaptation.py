@@ -18,7 +18,8 @@ from LowLightDenoiseLib.degrade import LowLight, simulate_volume
 from LowLightDenoiseLib.errors import CancelledError, InputError, ModelNotAvailableError
 from LowLightDenoiseLib.evaluation import run_methods
 from LowLightDenoiseLib.methods import get_method
-from LowLightDenoiseLib.methods.adaptation import AdaptSettings, _parameters, adapt, fall_error
+from LowLightDenoiseLib.methods.adaptation import AdaptSettings, _parameters, adapt
+from LowLightDenoiseLib.methods.adaptation_guard import fall_error
 from LowLightDenoiseLib.methods.adapted import AdaptedMethod, load_weights_file, save_adapted
 from LowLightDenoiseLib.methods.selfsupervised import (
     Domain, NetworkModel, blind_spot_mask, donut_mean, n2s_loss, neighbour_choices, neighbour_subsample, sure_risk)
