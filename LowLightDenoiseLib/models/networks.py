@@ -10,9 +10,10 @@ carry a noise-level map) and return one channel: the restored image in the same 
 * ``dualpath``: multiscale dual-path network: a U-Net path that removes noise and a global
   brightness/contrast path that predicts per-pixel curve parameters (Zero-DCE style quadratic
   curves) applied to the denoised image, for dark photographs and radiographs.
-* ``slab_unet`` (3D only): a 2.5D network for volumes: every output slice comes from the 2D U-Net
+* ``slab_unet`` (3D only): a 2.5D network for volumes: every output slice comes from a 2D network
   applied to a slab of ``2 * neighbours + 1`` input slices stacked as channels (the slice itself
-  first). It takes a 2D ``unet``'s weights (:func:`initialise_from`) with the neighbours' input
+  first): this project's U-Net, or (``inner: "oidn_unet"``) OIDN's, every slice through its transfer
+  function. It takes the 2D network's weights (:func:`initialise_from`) with the neighbours' input
   weights at zero, so it starts as exactly that 2D model and training only adds what the
   neighbouring slices tell.
 * ``oidn_unet`` (2D only): the U-Net of Intel Open Image Denoise (:mod:`.oidn`), with OIDN's own
@@ -130,7 +131,8 @@ class SlabUNet(nn.Module):
     """
 
     def __init__(self, spatial_dims: int = 3, in_channels: int = 1, neighbours: int = 2,
-                 features: Sequence[int] = (32, 32, 64, 128, 256, 32), norm: Any = None) -> None:
+                 features: Sequence[int] = (32, 32, 64, 128, 256, 32), norm: Any = None, inner: str = "unet",
+                 **inner_options: Any) -> None:
         super().__init__()
         if spatial_dims != 3:
             raise ValueError("slab_unet is a network for volumes: spatial_dims must be 3.")
@@ -138,7 +140,15 @@ class SlabUNet(nn.Module):
             raise ValueError(f"slab_unet needs at least one neighbour on each side, not {neighbours}.")
         self.neighbours = int(neighbours)
         self.slice_channels = int(in_channels)
-        self.unet2d = ResidualUNet(2, in_channels * (2 * self.neighbours + 1), features, norm)
+        channels = in_channels * (2 * self.neighbours + 1)
+        if inner == "oidn_unet":  # every slice of the slab is an image for OIDN's transfer function
+            self.unet2d: nn.Module = OIDNUNet(2, channels, features, image_stride=self.slice_channels,
+                                              **inner_options)
+        elif inner == "unet" and not inner_options:
+            self.unet2d = ResidualUNet(2, channels, features, norm)
+        else:
+            raise ValueError(f"slab_unet's inner network is 'unet' or 'oidn_unet' (with its options), not {inner!r}"
+                             f"{' with ' + ', '.join(sorted(inner_options)) if inner_options else ''}.")
 
     def offsets(self) -> Sequence[int]:
         return [0] + [s * k for k in range(1, self.neighbours + 1) for s in (-1, 1)]
@@ -170,8 +180,10 @@ class SlabUNet(nn.Module):
         return slab.transpose(1, 2).reshape(b * (stop - start), slab.shape[1], h, w)
 
     def inflate_2d_state(self, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """A 2D ``unet`` state dict (same features, ``slice_channels`` inputs) as this network's state:
-        the first convolution's weights go to the slice's own channels, zeros to the neighbours'."""
+        """A 2D ``unet`` (or ``oidn_unet``) state dict (same features, ``slice_channels`` inputs) as this network's
+        state: the input convolutions' weights go to the slice's own channels, zeros to the neighbours'."""
+        if isinstance(self.unet2d, OIDNUNet):  # its own rule: new inputs at zero, surplus outputs averaged
+            return {f"unet2d.{k}": v for k, v in self.unet2d.adapt_state(state).items()}
         own = self.state_dict()
         out = {}
         for key, value in state.items():

@@ -32,12 +32,14 @@ models use :data:`OIDN_BASE` (0.91 M parameters with 3 colour channels), its "fa
   generalised-Anscombe image plus its noise level), with a linear output: the start of a fine-tuned model.
 
 ``in_channels`` beyond the first (a noise-level channel) enter the network as they are, and are part
-of the last skip connection, as OIDN's auxiliary images are.
+of the last skip connection, as OIDN's auxiliary images are. With ``image_stride`` ``s`` the channels
+``0, s, 2s, ...`` are all images (the slices of a 2.5D slab, :class:`~.networks.SlabUNet`): each is scaled and
+transferred like the first, the others still enter as they are.
 """
 from __future__ import annotations
 
 import math
-from typing import Dict, Sequence, Tuple
+from typing import Callable, Dict, Sequence, Tuple
 
 import torch
 from monai.networks.blocks import Convolution
@@ -112,7 +114,7 @@ class OIDNUNet(nn.Module):
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1, features: Sequence[int] = OIDN_BASE,
                  out_channels: int = 1, transfer: str = "none", input_scale: float = 1.0,
-                 clamp: bool = True) -> None:
+                 clamp: bool = True, image_stride: int = 0) -> None:
         super().__init__()
         if spatial_dims != 2:
             raise ValueError("oidn_unet is a 2D network: spatial_dims must be 2.")
@@ -129,6 +131,11 @@ class OIDNUNet(nn.Module):
         self.input_scale = float(input_scale)
         self.clamp = bool(clamp)
         self.in_channels = int(in_channels)
+        stride = int(image_stride) or self.in_channels
+        if stride < 1 or self.in_channels % stride:
+            raise ValueError(f"image_stride must divide in_channels ({self.in_channels}), not {image_stride}.")
+        #: the input channels that are images (scaled, sanitised, transferred); the rest enter as they are
+        self.images = list(range(0, self.in_channels, stride))
 
         def conv(cin: int, cout: int, relu: bool = True) -> nn.Module:
             if relu:
@@ -169,18 +176,30 @@ class OIDNUNet(nn.Module):
         y = self.dec_conv1b(self.dec_conv1a(torch.cat((up(y), x), 1)))
         return self.dec_conv0(y)
 
+    def _images(self, x: torch.Tensor, change: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``x`` with ``change`` applied to its image channels (:attr:`images`)."""
+        if self.images == [0]:
+            return torch.cat((change(x[:, :1]), x[:, 1:]), 1)
+        channels = list(torch.unbind(x, 1))
+        for i in self.images:
+            channels[i] = change(channels[i].unsqueeze(1))[:, 0]
+        return torch.stack(channels, 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         pad_h, pad_w = (-h) % 16, (-w) % 16
-        if self.transfer == "none":  # the image channel scaled into the range the weights expect, and back
-            x = torch.cat((x[:, :1] * self.input_scale, x[:, 1:]), 1) if self.input_scale != 1.0 else x
+        if self.transfer == "none":  # the image channels scaled into the range the weights expect, and back
+            x = self._images(x, lambda t: t * self.input_scale) if self.input_scale != 1.0 else x
             xp = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
             y = self.unet(xp)[..., :h, :w]
             y = y.mean(dim=1, keepdim=True) if y.shape[1] > 1 else y
             return y / self.input_scale if self.input_scale != 1.0 else y
-        image = torch.nan_to_num(x[:, :1].float() * self.input_scale, nan=0.0, posinf=HDR_MAX, neginf=0.0)
-        image = image.clamp(0.0, 1.0 if self.transfer == "srgb" else HDR_MAX)
-        v = torch.cat((transfer_forward(self.transfer, image), x[:, 1:].float()), 1)
+
+        def to_network(image: torch.Tensor) -> torch.Tensor:
+            image = torch.nan_to_num(image.float() * self.input_scale, nan=0.0, posinf=HDR_MAX, neginf=0.0)
+            return transfer_forward(self.transfer, image.clamp(0.0, 1.0 if self.transfer == "srgb" else HDR_MAX))
+
+        v = self._images(x.float(), to_network)
         if pad_h or pad_w:  # OIDN pads its tiles with zeros
             v = F.pad(v, (0, pad_w, 0, pad_h))
         y = self.unet(v)[..., :h, :w].float()

@@ -270,3 +270,52 @@ def test_without_the_output_clamp_a_negative_output_still_has_a_gradient():
             assert float(y.detach().abs().max()) == 0.0 and grad == 0.0
         else:
             assert float(y.detach().max()) < 0.0 and grad > 0.0
+
+
+# ---- the volume model from OIDN's weights (issue 14 item 4) -----------------------------------------
+
+
+def test_a_slab_model_started_from_oidn_is_oidn_slice_by_slice(ct_path):
+    """slab_unet with OIDN's U-Net inside, started from the shipped weights (a noise channel per slice, two
+    neighbours each side): before training every slice is what OIDN's 2D network gives it, whatever the
+    neighbours hold."""
+    from LowLightDenoiseLib.models.networks import SlabUNet, build_network, initialise_from
+    from LowLightDenoiseLib.models.spec import load_state_dict
+
+    state = load_state_dict(SHIPPED)
+    slab = build_network("slab_unet", 3, 2, inner="oidn_unet", features=list(OIDN_BASE), neighbours=2,
+                         out_channels=1, transfer="pu")
+    assert isinstance(slab, SlabUNet) and "inflated" in initialise_from(slab, state)
+    flat = OIDNUNet(2, 2, OIDN_BASE, out_channels=1, transfer="pu")
+    initialise_from(flat, state)
+    clean = Volume(sitk.GetArrayFromImage(sitk.ReadImage(str(ct_path))).astype(np.float32)[:6, :48, :48])
+    image = torch.from_numpy(simulate_volume(clean, LowLight(peak=100.0, read_noise=1.0), seed=3).array)
+    image = (image - image.min()) / (image.max() - image.min())
+    volume = torch.stack([image, torch.full_like(image, 0.05)])[None]  # (1, 2 channels, 6 slices, 48, 48)
+    with torch.no_grad():
+        out = slab(volume)[0, 0]
+        for k in range(image.shape[0]):
+            torch.testing.assert_close(out[k], flat(volume[:, :, k])[0, 0], atol=1e-5, rtol=1e-5)
+
+
+def test_every_slice_of_a_slab_goes_through_oidns_transfer_function():
+    """The input OIDN's U-Net receives: image channels (every image_stride-th) transferred, the rest as given."""
+    net = OIDNUNet(2, 4, OIDN_SMALL, out_channels=1, transfer="pu", image_stride=2)
+    seen = []
+    net.enc_conv0.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach()))
+    x = torch.rand(1, 4, 32, 32) * 4.0
+    with torch.no_grad():
+        net(x)
+    fed = seen[0]
+    for c in (0, 2):
+        torch.testing.assert_close(fed[:, c], transfer_forward("pu", x[:, c:c + 1])[:, 0])
+    for c in (1, 3):
+        torch.testing.assert_close(fed[:, c], x[:, c])
+    with pytest.raises(ValueError, match="image_stride must divide"):
+        OIDNUNet(2, 4, OIDN_SMALL, image_stride=3)
+    from LowLightDenoiseLib.models.networks import SlabUNet
+
+    with pytest.raises(ValueError, match="inner network is 'unet' or 'oidn_unet'"):
+        SlabUNet(3, 1, inner="dncnn")
+    with pytest.raises(ValueError, match="with transfer"):
+        SlabUNet(3, 1, inner="unet", transfer="pu")
