@@ -112,6 +112,23 @@ GUARD_CASES = VALIDATION_CASES + (
          "read noise 15 photons at peak 100 (training: 0-3)", slices=1, seed=14),
 )
 
+#: cases no guard rule has been chosen or judged on yet (test-split volumes, new degradations and seeds): where a
+#: candidate guard is compared with the shipped one after the test split steered the rule (docs/adaptation.md)
+FRESH_CASES = (
+    Case("fresh-ct-peak50", "ct_chest_volume", LowLight(peak=50, read_noise=1), "in distribution",
+         "peak 50, read noise 1 (within training)", slices=32, seed=35),
+    Case("fresh-mr-peak200", "mr_brain_pd_volume", LowLight(peak=200, read_noise=1), "in distribution",
+         "peak 200, read noise 1 (within training)", slices=32, seed=36),
+    Case("fresh-mr-peak2", "mr_brain_pd_volume", LowLight(peak=2, read_noise=0), "out of distribution",
+         "2 photons at full scale (training: 10-1000)", slices=32, seed=31),
+    Case("fresh-ct-read10", "ct_chest_volume", LowLight(peak=50, read_noise=10), "out of distribution",
+         "read noise 10 photons at peak 50 (training: 0-3)", slices=32, seed=32),
+    Case("fresh-mr-speckle", "mr_brain_pd_volume", Speckle(sigma=0.6), "out of distribution",
+         "multiplicative speckle 0.6 (training: 0.05-0.5)", slices=32, seed=33),
+    Case("fresh-ct-peak5-read3", "ct_chest_volume", LowLight(peak=5, read_noise=3), "out of distribution",
+         "5 photons with read noise 3 (training: 10-1000, 0-3)", slices=32, seed=34),
+)
+
 #: the test split at the levels of train/evaluate.py (peak 300 / 100 / 30, read noise 1): in distribution
 TEST_CASES = tuple(
     Case(f"test-{m}-peak{p}", scan, LowLight(peak=p, read_noise=1), "in distribution",

@@ -40,7 +40,7 @@ from LowLightDenoiseLib.options import RunOptions  # noqa: E402
 from LowLightDenoiseLib.tables import markdown_table, write_text_atomic  # noqa: E402
 from LowLightDenoiseLib.volume import Volume  # noqa: E402
 from train.adapt_cases import (  # noqa: E402
-    DATA_DIR, OOD_CASES, TEST_CASES, Case, clean_crop, describe, true_vst_parameters)
+    DATA_DIR, FRESH_CASES, OOD_CASES, TEST_CASES, Case, clean_crop, describe, true_vst_parameters)
 from train.adapt_real import real_scan_section  # noqa: E402
 from train.evaluate import homogeneous_shift  # noqa: E402
 
@@ -168,7 +168,7 @@ def render(results: Dict[str, Any]) -> str:
              f"Adaptation: loss `{results['settings']['loss']}`, guard (held-out blind-spot loss: kept when it "
              f"fell by {results['settings'].get('min_gain', 0.01):g} noise variances and "
              f"{results['settings'].get('confidence', 0):g} standard errors of its fall; and the residual "
-             f"may not follow the edges more) on {results['settings']['holdout']:.0%} held-out 8 x 8 blocks, learning rate {results['settings']['lr']:g}, "
+             f"may not follow the edges more) on {results['settings']['holdout']:.0%} held-out 8 x 8 blocks ({results['settings'].get('eval_patches', 32)} patches measured), learning rate {results['settings']['lr']:g}, "
              f"batch {results['settings']['batch']} patches of {results['settings']['patch']} px "
              "(docs/adaptation.md). PSNR / SSIM over each clean crop's range, every method through the engine.", ""]
     lines += ["## Summary: PSNR gain of the adapted model over the un-adapted one", "",
@@ -208,7 +208,11 @@ def render(results: Dict[str, Any]) -> str:
 def main(argv: Any = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budgets", default="30,120", help="adaptation budgets in seconds (default 30,120)")
-    parser.add_argument("--cases", default=None, help="comma-separated case names (default: every test and OOD case)")
+    parser.add_argument("--cases", default=None, help="comma-separated case names (default: every test and OOD "
+                        "case; the fresh-* cases of train/adapt_cases.py only by name)")
+    parser.add_argument("--eval-patches", type=int, default=None, help="held-out patches of the guard (a candidate)")
+    parser.add_argument("--confidence", type=float, default=None, help="standard errors the fall must pass")
+    parser.add_argument("--min-gain", type=float, default=None, help="noise variances the fall must pass")
     parser.add_argument("--no-bm3d", action="store_true", help="leave BM3D-VST out (it needs 'pip install bm3d')")
     parser.add_argument("--no-real", action="store_true", help="leave the real PD brain MR section out")
     parser.add_argument("--slices", type=int, default=None, help="crop at most this many slices (quick runs)")
@@ -227,9 +231,12 @@ def main(argv: Any = None) -> int:
 
     torch.set_num_threads(args.threads)
     budgets = [float(b) for b in args.budgets.split(",")]
-    settings = AdaptSettings()
+    guard = {"eval_patches": args.eval_patches, "confidence": args.confidence, "min_gain": args.min_gain}
+    settings = AdaptSettings(**{k: v for k, v in guard.items() if v is not None}).validated()
     bm3d = not args.no_bm3d and bm3d_available()
-    chosen = [c for c in TEST_CASES + OOD_CASES if not args.cases or c.name in args.cases.split(",")]
+    named = args.cases.split(",") if args.cases else None
+    chosen = [c for c in TEST_CASES + OOD_CASES + FRESH_CASES
+              if (c.name in named if named else not c.name.startswith("fresh-"))]
     out = Path(args.out)
     figures = out.parent / out.name
     figures.mkdir(parents=True, exist_ok=True)
