@@ -30,7 +30,7 @@ from LowLightDenoiseLib.methods import get_method  # noqa: E402
 from LowLightDenoiseLib.methods.adaptation import (  # noqa: E402
     AdaptSettings, _batch, _patch_shape, _picks, _sources, adapt)
 from LowLightDenoiseLib.methods.adaptation_guard import (  # noqa: E402
-    EDGE_TOLERANCE, _fix_variance, _residual_edges, fall_error, heldout_terms)
+    _fix_variance, _residual_edges, fall_error, heldout_terms, improves, worth_keeping)
 from LowLightDenoiseLib.methods.learned import LearnedMethod  # noqa: E402
 from LowLightDenoiseLib.pipeline import denoise_volume  # noqa: E402
 from LowLightDenoiseLib.tables import markdown_table, write_text_atomic  # noqa: E402
@@ -87,7 +87,7 @@ def replay(run: Dict[str, Any], confidence: float, min_gain: float, patience: in
     for row in rows[1:]:
         if max_step is not None and row["step"] > max_step:
             break
-        if row["loss"] < best["loss"] and row["edges"] <= first["edges"] + EDGE_TOLERANCE:
+        if improves(row["loss"], row["edges"], best["loss"], first["edges"]):
             best, bad = row, 0
         else:
             bad += 1
@@ -95,7 +95,7 @@ def replay(run: Dict[str, Any], confidence: float, min_gain: float, patience: in
             break
     fall = first["loss"] - best["loss"]
     error = fall_error(np.asarray(first["sums"]), np.asarray(best["sums"]), weights)
-    kept = best is not first and fall >= min_gain and fall > confidence * error
+    kept = best is not first and worth_keeping(fall, error, min_gain, confidence)
     return {"kept": kept, "step": best["step"] if kept else 0, "fall": fall, "error": error,
             "gain": (best["psnr"] - first["psnr"]) if kept else 0.0,
             "best_gain": max(r["psnr"] for r in rows) - first["psnr"]}

@@ -234,9 +234,8 @@ def main(argv: Any = None) -> int:
     guard = {"eval_patches": args.eval_patches, "confidence": args.confidence, "min_gain": args.min_gain}
     settings = AdaptSettings(**{k: v for k, v in guard.items() if v is not None}).validated()
     bm3d = not args.no_bm3d and bm3d_available()
-    named = args.cases.split(",") if args.cases else None
-    chosen = [c for c in TEST_CASES + OOD_CASES + FRESH_CASES
-              if (c.name in named if named else not c.name.startswith("fresh-"))]
+    every = TEST_CASES + OOD_CASES + FRESH_CASES
+    chosen = [c for c in every if c.name in args.cases.split(",")] if args.cases else list(TEST_CASES + OOD_CASES)
     out = Path(args.out)
     figures = out.parent / out.name
     figures.mkdir(parents=True, exist_ok=True)

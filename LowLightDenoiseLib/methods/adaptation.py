@@ -17,7 +17,7 @@ pixels are never a training target. On them alone, with fixed masks, the guard m
 loss of the model exactly as the engine runs it (:meth:`LearnedMethod.apply`, whatever the engine does
 around the network), before adaptation and every ``eval_every`` steps, and on the held-out patches how much
 the residual of the full output follows the image's edges (:func:`~.adaptation_guard.residual_edges`: anatomy in the
-residual; it may not rise by more than :data:`EDGE_TOLERANCE`: measured, on the real PD MR a lower blind-spot
+residual; it may not rise by more than :data:`~.adaptation_guard.EDGE_TOLERANCE`: measured, on the real PD MR a lower blind-spot
 loss came with the scalp's rim in the residual). Training stops early when nothing got better for
 ``patience`` measurements; the best weights are kept, and when their loss did not fall below the un-adapted
 model's by ``confidence`` standard errors of that fall (:func:`~.adaptation_guard.fall_error`: the same masks and pixels before and
@@ -48,8 +48,8 @@ from ..normalize import Normalizer
 from ..options import RunOptions, resolve_device
 from ..progress import CancelToken, ProgressCallback, RunControl
 from ..volume import Volume, validate_values
-from .adaptation_guard import (EDGE_TOLERANCE, _fix_variance, _heldout_loss, _residual_edges, fall_error,
-                               heldout_terms)
+from .adaptation_guard import (_fix_variance, _heldout_loss, _residual_edges, fall_error, heldout_terms, improves,
+                               worth_keeping)
 from .adapted import ADAPTED_SUFFIX, AdaptationRecord, AdaptedMethod
 from .learned import LearnedMethod
 from .selfsupervised import LOSSES, Domain, NetworkModel, loss_function
@@ -302,9 +302,8 @@ class _Training:
 
     def significant(self) -> bool:
         """Whether the best weights are better than the un-adapted model by the settings' margins."""
-        fall = self.before - self.best
-        return (self.best_state is not None and fall >= float(self.settings.min_gain)
-                and fall > float(self.settings.confidence) * self.fall_error())
+        return self.best_state is not None and worth_keeping(self.before - self.best, self.fall_error(),
+                                                             self.settings.min_gain, self.settings.confidence)
 
     def risk(self) -> float:
         """Monte-Carlo SURE of the full output's error over the held-out pixels (noise variances): recorded only."""
@@ -321,7 +320,7 @@ class _Training:
         current, edges, terms = self.guard()
         if monitor is not None:
             monitor(self.step, current, self.network)
-        if current < self.best and edges <= self.edges_before + EDGE_TOLERANCE:
+        if improves(current, edges, self.best, self.edges_before):
             self.best, self.edges_best, self.terms_best, self.best_step, self.bad = current, edges, terms, self.step, 0
             self.best_state = {k: t.detach().to("cpu", copy=True) for k, t in self.network.state_dict().items()}
         else:

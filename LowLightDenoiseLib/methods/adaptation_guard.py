@@ -100,6 +100,18 @@ def fall_error(before: np.ndarray, after: np.ndarray, weights: np.ndarray) -> fl
     return float(np.sqrt(spread.sum() * len(d) / (len(d) - 1))) / total
 
 
+def improves(loss: float, edges: float, best_loss: float, edges_before: float) -> bool:
+    """Whether a measurement is a new best: a lower held-out loss, and a residual that does not follow the edges
+    more than the un-adapted model's did (by :data:`EDGE_TOLERANCE`)."""
+    return loss < best_loss and edges <= edges_before + EDGE_TOLERANCE
+
+
+def worth_keeping(fall: float, error: float, min_gain: float, confidence: float) -> bool:
+    """Whether the best weights are kept: the held-out loss fell by ``min_gain`` noise variances and by
+    ``confidence`` standard errors (``error``, :func:`fall_error`) of its fall."""
+    return fall >= float(min_gain) and fall > float(confidence) * error
+
+
 def _fix_variance(method: LearnedMethod, sources: Sequence[Any], batches: Sequence[Any]) -> None:
     """The guard's noise variance at each held-out pixel: ``a x + b`` at the un-adapted model's output."""
     for b in batches:
