@@ -38,14 +38,17 @@ from train.adapt_cases import GUARD_CASES, describe, load_case, scores  # noqa: 
 
 CONFIDENCES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 MIN_GAINS = (0.0, 0.002, 0.005, 0.01)
+PATIENCES = (5, 10)
 
 
-def run_case(case: Any, steps: int, every: int, seed: int = 0, eval_patches: int = 32) -> Dict[str, Any]:
-    """One trajectory: per measurement the step, true PSNR/SSIM, held-out loss per patch and residual edges."""
+def run_case(case: Any, steps: int, every: int, seed: int = 0, eval_patches: int = 32,
+             average: float = 0.0) -> Dict[str, Any]:
+    """One trajectory: per measurement the step, true PSNR/SSIM, held-out loss per patch and residual edges (of the
+    averaged weights when ``average`` is a decay)."""
     clean, noisy = load_case(case)
     base = get_method("default-2d", device="cpu")
     settings = AdaptSettings(max_steps=steps, eval_every=every, patience=10 ** 6, min_gain=0.0, confidence=0.0,
-                             eval_patches=eval_patches)
+                             eval_patches=eval_patches, average=average)
     spec = base.spec
     sources = _sources(noisy, 2, 0, settings.holdout, np.random.default_rng([seed, 0]))  # as adapt() draws them
     shape = _patch_shape(sources, spec, settings)
@@ -74,7 +77,7 @@ def run_case(case: Any, steps: int, every: int, seed: int = 0, eval_patches: int
     measure(0, base.network)
     t = time.perf_counter()
     adapt(noisy, base, None, settings=settings, monitor=lambda step, loss, net: measure(step, net, loss))
-    return {"case": case.name, "kind": case.kind, "rows": rows, "weights": weights,
+    return {"case": case.name, "kind": case.kind, "rows": rows, "weights": weights, "average": average,
             "seconds": round(time.perf_counter() - t, 1)}
 
 
@@ -101,11 +104,12 @@ def replay(run: Dict[str, Any], confidence: float, min_gain: float, patience: in
             "best_gain": max(r["psnr"] for r in rows) - first["psnr"]}
 
 
-def rules_table(runs: List[Dict[str, Any]], max_step: Optional[int]) -> List[List[str]]:
+def rules_table(runs: List[Dict[str, Any]], max_step: Optional[int], patience: int = 5,
+                confidences: Any = CONFIDENCES, min_gains: Any = MIN_GAINS) -> List[List[str]]:
     body = []
-    for confidence in CONFIDENCES:
-        for min_gain in MIN_GAINS:
-            gains = {r["case"]: replay(r, confidence, min_gain, max_step=max_step) for r in runs}
+    for confidence in confidences:
+        for min_gain in min_gains:
+            gains = {r["case"]: replay(r, confidence, min_gain, patience, max_step=max_step) for r in runs}
             inside = [g["gain"] for r, g in zip(runs, gains.values()) if r["kind"] == "in distribution"]
             outside = [g["gain"] for r, g in zip(runs, gains.values()) if r["kind"] != "in distribution"]
             body.append([f"{confidence:g}", f"{min_gain:g}", f"{min(inside):+.2f}" if inside else "",
@@ -115,24 +119,56 @@ def rules_table(runs: List[Dict[str, Any]], max_step: Optional[int]) -> List[Lis
     return body
 
 
+def _averages(runs: List[Dict[str, Any]]) -> List[float]:
+    return sorted({float(r.get("average", 0.0)) for r in runs})
+
+
+def _command(args: argparse.Namespace) -> str:
+    extra = f" --cases {args.cases}" if args.cases else ""
+    if getattr(args, "eval_patches", 32) != 32:
+        extra += f" --eval-patches {args.eval_patches}"
+    if str(getattr(args, "average", "0")) != "0":
+        extra += f" --average {args.average}"
+    return f"python train/adapt_guard_choice.py --steps {args.steps} --every {args.every} --threads {args.threads}{extra}"
+
+
+def summary_table(runs: List[Dict[str, Any]]) -> List[List[str]]:
+    """The shipped rule and its neighbours for every weight average and patience, side by side."""
+    body = []
+    for average in _averages(runs):
+        mine = [r for r in runs if float(r.get("average", 0.0)) == average]
+        for patience in PATIENCES:
+            for cap in (None, 240):
+                for row in rules_table(mine, cap, patience, (0.5, 1.0, 2.0), (0.005, 0.01)):
+                    body.append([f"{average:g}", str(patience), "all" if cap is None else str(cap)] + row)
+    return body
+
+
 def render(results: Dict[str, Any], args: argparse.Namespace) -> str:
     runs = results["runs"]
+    averages = _averages(runs)
     lines = ["# Adaptation: the guard's keep rule (validation cases only)", "",
-             f"`python train/adapt_guard_choice.py --steps {args.steps} --every {args.every} --threads {args.threads}"
-             f"{' --cases ' + args.cases if args.cases else ''}"
-             f"{' --eval-patches %d' % args.eval_patches if getattr(args, 'eval_patches', 32) != 32 else ''}` (default-2d, n2s, learning rate 1e-4, batch 8 x 64 px,"
+             f"`{_command(args)}` (default-2d, n2s, learning rate 1e-4, batch 8 x 64 px,"
              f" CPU, {args.threads} thread(s); {results.get('note', '')}). Each trajectory is recorded once; the guard "
-             "is replayed on it for every rule (patience 5 measurements, best weights whose residual does not follow "
-             "the edges more). Gain: true PSNR of the whole crop with the kept weights minus un-adapted (0 when "
-             "refused).", ""]
+             "is replayed on it for every rule (early stop after `patience` measurements without a new best; best "
+             "weights whose residual does not follow the edges more). Gain: true PSNR of the whole crop with the kept "
+             "weights minus un-adapted (0 when refused). Weight average: the decay of the running average of the "
+             "weights that the guard judges and keeps (0: the training weights themselves).", ""]
     lines += ["## Cases", "", markdown_table(["case", "scan", "split", "kind", "degradation", "crop"],
                                              [[d["case"], d["scan"], d["split"], d["kind"], d["degradation"], d["crop"]]
                                               for d in results["cases"]]), ""]
-    header = ["confidence (standard errors)", "min_gain", "in distribution: worst", "out: mean", "out: worst",
-              "kept"] + [r["case"] for r in runs]
-    for cap in (None, 240):
-        title = "every step recorded" if cap is None else f"stopping at step {cap} (a slower machine)"
-        lines += [f"## Rules replayed, {title}", "", markdown_table(header, rules_table(runs, cap)), ""]
+    names = list(dict.fromkeys(r["case"] for r in runs))
+    head = ["confidence (standard errors)", "min_gain", "in distribution: worst", "out: mean", "out: worst", "kept"]
+    if len(averages) > 1 or PATIENCES != (5,):
+        lines += ["## Side by side: weight average, patience, stopping step", "",
+                  markdown_table(["weight average", "patience", "steps"] + head + names, summary_table(runs)), ""]
+    for average in averages:
+        mine = [r for r in runs if float(r.get("average", 0.0)) == average]
+        label = f" (weight average {average:g})" if len(averages) > 1 else ""
+        for cap in (None, 240):
+            title = "every step recorded" if cap is None else f"stopping at step {cap} (a slower machine)"
+            lines += [f"## Rules replayed{label}, patience 5, {title}", "",
+                      markdown_table(head + [r["case"] for r in mine], rules_table(mine, cap)), ""]
     lines += ["## Trajectories (held-out loss, its fall's standard error against step 0, true PSNR)", ""]
     for r in runs:
         first = r["rows"][0]
@@ -140,7 +176,8 @@ def render(results: Dict[str, Any], args: argparse.Namespace) -> str:
         body = [[x["step"], f"{x['loss']:.5f}", f"{first['loss'] - x['loss']:+.5f}",
                  f"{fall_error(np.asarray(first['sums']), np.asarray(x['sums']), w):.5f}", f"{x['edges']:.3f}",
                  f"{x['psnr']:.2f}", f"{x['psnr'] - first['psnr']:+.2f}"] for x in r["rows"]]
-        lines += [f"### {r['case']} ({r['kind']}, {r['seconds']:.0f} s)", "",
+        label = f", weight average {float(r.get('average', 0.0)):g}" if len(averages) > 1 else ""
+        lines += [f"### {r['case']} ({r['kind']}{label}, {r['seconds']:.0f} s)", "",
                   markdown_table(["step", "held-out loss", "fall", "standard error", "residual edges", "PSNR", "gain"],
                                  body), ""]
     return "\n".join(lines)
@@ -153,6 +190,8 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--cases", default=None, help="comma-separated case names (default: all guard cases)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-patches", type=int, default=32, help="held-out patches the guard measures")
+    parser.add_argument("--average", default="0", help="comma-separated decays of the weight average to record "
+                        "(0: none), each case once per decay")
     parser.add_argument("--note", default="", help="conditions of the run, for the report")
     parser.add_argument("--out", default="train/reports/adapt-guard-choice")
     parser.add_argument("--render", action="store_true", help="only replay the rules on OUT.json and write the "
@@ -169,12 +208,13 @@ def main(argv: Any = None) -> int:
     torch.set_num_threads(args.threads)
     cases = [c for c in GUARD_CASES if not args.cases or c.name in args.cases.split(",")]
     results: Dict[str, Any] = {"cases": [describe(c) for c in cases], "runs": [], "note": args.note,
-                               "args": {k: getattr(args, k) for k in ("steps", "every", "cases", "threads", "eval_patches")}}
-    for case in cases:
-        run = run_case(case, args.steps, args.every, eval_patches=args.eval_patches)
+                               "args": {k: getattr(args, k) for k in ("steps", "every", "cases", "threads", "eval_patches",
+                                                                "average")}}
+    for case, average in [(c, float(a)) for c in cases for a in args.average.split(",")]:
+        run = run_case(case, args.steps, args.every, eval_patches=args.eval_patches, average=average)
         results["runs"].append(run)
         rows = run["rows"]
-        print(f"{case.name}: PSNR {rows[0]['psnr']:.2f} -> best {max(r['psnr'] for r in rows):.2f}, end "
+        print(f"{case.name} (average {average:g}): PSNR {rows[0]['psnr']:.2f} -> best {max(r['psnr'] for r in rows):.2f}, end "
               f"{rows[-1]['psnr']:.2f} in {run['seconds']:.0f} s", flush=True)
         write_text_atomic(out.with_suffix(".json"), json.dumps(results))
         write_text_atomic(out.with_suffix(".md"), render(results, args))

@@ -169,8 +169,11 @@ def render(results: Dict[str, Any]) -> str:
              f"fell by {results['settings'].get('min_gain', 0.01):g} noise variances and "
              f"{results['settings'].get('confidence', 0):g} standard errors of its fall; and the residual "
              f"may not follow the edges more) on {results['settings']['holdout']:.0%} held-out 8 x 8 blocks ({results['settings'].get('eval_patches', 32)} patches measured), learning rate {results['settings']['lr']:g}, "
-             f"batch {results['settings']['batch']} patches of {results['settings']['patch']} px "
-             "(docs/adaptation.md). PSNR / SSIM over each clean crop's range, every method through the engine.", ""]
+             f"batch {results['settings']['batch']} patches of {results['settings']['patch']} px, early stop "
+             f"after {results['settings'].get('patience', 5)} measurements without a new best, "
+             + (f"the guard judging a running average of the weights (decay {results['settings']['average']:g}) "
+                if results['settings'].get('average') else "the guard judging the training weights ")
+             + "(docs/adaptation.md). PSNR / SSIM over each clean crop's range, every method through the engine.", ""]
     lines += ["## Summary: PSNR gain of the adapted model over the un-adapted one", "",
               markdown_table(["cases", "budget", "n", "mean gain (dB)", "worst", "best", "adapted weights kept"],
                              summary(results["cases"], budgets)), ""]
@@ -213,6 +216,8 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--eval-patches", type=int, default=None, help="held-out patches of the guard (a candidate)")
     parser.add_argument("--confidence", type=float, default=None, help="standard errors the fall must pass")
     parser.add_argument("--min-gain", type=float, default=None, help="noise variances the fall must pass")
+    parser.add_argument("--average", type=float, default=None, help="decay of the weight average the guard judges")
+    parser.add_argument("--patience", type=int, default=None, help="measurements without a new best before stopping")
     parser.add_argument("--no-bm3d", action="store_true", help="leave BM3D-VST out (it needs 'pip install bm3d')")
     parser.add_argument("--no-real", action="store_true", help="leave the real PD brain MR section out")
     parser.add_argument("--slices", type=int, default=None, help="crop at most this many slices (quick runs)")
@@ -231,7 +236,8 @@ def main(argv: Any = None) -> int:
 
     torch.set_num_threads(args.threads)
     budgets = [float(b) for b in args.budgets.split(",")]
-    guard = {"eval_patches": args.eval_patches, "confidence": args.confidence, "min_gain": args.min_gain}
+    guard = {"eval_patches": args.eval_patches, "confidence": args.confidence, "min_gain": args.min_gain,
+             "average": args.average, "patience": args.patience}
     settings = AdaptSettings(**{k: v for k, v in guard.items() if v is not None}).validated()
     bm3d = not args.no_bm3d and bm3d_available()
     every = TEST_CASES + OOD_CASES + FRESH_CASES

@@ -70,6 +70,7 @@ class AdaptSettings:
     eval_patches: int = 32  #: held-out patches the guard measures
     eval_every: int = 40  #: steps between guard measurements
     patience: int = 5  #: measurements without improvement before stopping early
+    average: float = 0.0  #: decay of the running average of the weights the guard judges and keeps (0: none)
     min_gain: float = 0.01  #: the held-out blind-spot loss must fall by this many noise variances to keep the weights
     confidence: float = 0.5  #: ... and by this many standard errors of its fall (paired over the held-out patches)
     max_steps: Optional[int] = None  #: stop after this many steps (with no time budget: the only limit)
@@ -90,6 +91,9 @@ class AdaptSettings:
             raise InputError(f"The held-out share must be between 0 and 1, not {self.holdout!r}.")
         if not 0.0 <= float(self.min_gain) < 1.0:
             raise InputError(f"The minimum gain must be in [0, 1) noise variances, not {self.min_gain!r}.")
+        if isinstance(self.average, bool) or not isinstance(self.average, (int, float)) \
+                or not 0.0 <= float(self.average) < 1.0:
+            raise InputError(f"The weight average's decay must be in [0, 1), not {self.average!r}.")
         if isinstance(self.confidence, bool) or not 0.0 <= float(self.confidence) <= 10.0:
             raise InputError(f"The confidence must be between 0 and 10 standard errors, not {self.confidence!r}.")
         if self.max_steps is not None and (isinstance(self.max_steps, bool) or int(self.max_steps) < 1):
@@ -271,10 +275,12 @@ class _Training:
         self.network = copy.deepcopy(learned.network).to(device).eval()  # eval: no normalisation statistics change
         for p in self.network.parameters():
             p.requires_grad_(True)
-        # the training network as the engine runs it, for the guard (weights shared, updated in place); one
-        # window per patch and a batch of them per call (the engine's plan would pad a patch to a big tile)
+        # the weights the guard judges and keeps: the training network's, or their running average
+        self.judged = self.network if not settings.average else copy.deepcopy(self.network).requires_grad_(False)
+        # ... as the engine runs them (weights shared, updated in place); one window per patch and a batch of
+        # them per call (the engine's plan would pad a patch to a big tile)
         whole = dataclasses.replace(learned.settings, tile=int(shape[-1]), sw_batch_size=int(settings.batch))
-        self.method = LearnedMethod(spec, self.network, device=device, settings=whole)
+        self.method = LearnedMethod(spec, self.judged, device=device, settings=whole)
         self.sources, self.shape, self.spec, self.held = sources, shape, spec, held
         self.settings, self.device, self.seed = settings, device, seed
         self.optimiser = torch.optim.Adam(self.network.parameters(), lr=float(settings.lr))
@@ -313,16 +319,30 @@ class _Training:
         """:meth:`risk` of the kept weights (the network is left holding them)."""
         if self.best_state is None:
             return self.risk_before
-        self.network.load_state_dict(self.best_state)
+        self.judged.load_state_dict(self.best_state)
         return self.risk()
+
+    def update_average(self) -> None:
+        """Move the averaged weights towards the training network's (an exponential moving average, Polyak-
+        style: it smooths the step-to-step noise of a small batch; buffers are copied)."""
+        import torch
+
+        if self.judged is self.network:
+            return
+        decay = float(self.settings.average)
+        with torch.no_grad():
+            for mine, theirs in zip(self.judged.parameters(), self.network.parameters()):
+                mine.mul_(decay).add_(theirs.detach(), alpha=1.0 - decay)
+            for mine, theirs in zip(self.judged.buffers(), self.network.buffers()):
+                mine.copy_(theirs)
 
     def measure(self, monitor: Optional[Callable[[int, float, Any], None]]) -> None:
         current, edges, terms = self.guard()
         if monitor is not None:
-            monitor(self.step, current, self.network)
+            monitor(self.step, current, self.judged)
         if improves(current, edges, self.best, self.edges_before):
             self.best, self.edges_best, self.terms_best, self.best_step, self.bad = current, edges, terms, self.step, 0
-            self.best_state = {k: t.detach().to("cpu", copy=True) for k, t in self.network.state_dict().items()}
+            self.best_state = {k: t.detach().to("cpu", copy=True) for k, t in self.judged.state_dict().items()}
         else:
             self.bad += 1
 
@@ -355,6 +375,7 @@ class _Training:
                 (total / weight).backward()
                 torch.nn.utils.clip_grad_norm_(self.network.parameters(), 1.0)
                 self.optimiser.step()
+                self.update_average()
             self.step += 1
             if self.step % s.eval_every == 0:
                 self.measure(monitor)

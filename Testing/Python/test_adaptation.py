@@ -282,6 +282,27 @@ def test_the_guard_keeps_the_weights_only_when_the_fall_is_that_many_standard_er
         adapt(ct_dark, "default-2d", None, settings=dataclasses.replace(settings, eval_patches=1))
 
 
+def test_the_guard_judges_a_running_average_of_the_weights_when_asked(ct_dark):
+    """``average``: the guard sees (and keeps) ``decay * average + (1 - decay) * training weights`` after every
+    step, starting from the model's own weights; the training itself is the same run."""
+    def trajectory(average):
+        seen = []
+        settings = AdaptSettings(max_steps=3, eval_every=1, batch=4, eval_patches=8, patch=32, average=average)
+        adapt(ct_dark, "default-2d", None, settings=settings,
+              monitor=lambda step, loss, net: seen.append({k: v.detach().clone() for k, v in net.state_dict().items()}))
+        return seen
+
+    start = _weights(get_method("default-2d"))
+    trained, averaged = trajectory(0.0), trajectory(0.75)
+    expected = start
+    for weights, average in zip(trained, averaged):
+        expected = {k: 0.75 * expected[k] + 0.25 * weights[k] for k in expected}
+        assert all(torch.allclose(average[k], expected[k], atol=1e-6) for k in expected)
+    assert not all(torch.allclose(averaged[-1][k], trained[-1][k], atol=1e-6) for k in expected)
+    with pytest.raises(InputError, match="weight average's decay must be in"):
+        adapt(ct_dark, "default-2d", None, settings=dataclasses.replace(FEW, average=1.0))
+
+
 def test_the_adapted_output_keeps_hounsfield_units(ct_clean, ct_dark, adapted):
     """Flat regions keep their mean HU within 0.1 noise standard deviation (median over the flattest tiles)."""
     out = denoise_volume(ct_dark, adapted, device="cpu").volume.array
