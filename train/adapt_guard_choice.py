@@ -42,13 +42,13 @@ PATIENCES = (5, 10)
 
 
 def run_case(case: Any, steps: int, every: int, seed: int = 0, eval_patches: int = 32,
-             average: float = 0.0) -> Dict[str, Any]:
+             average: float = 0.0, guard: str = "n2s", loss: str = "n2s") -> Dict[str, Any]:
     """One trajectory: per measurement the step, true PSNR/SSIM, held-out loss per patch and residual edges (of the
     averaged weights when ``average`` is a decay)."""
     clean, noisy = load_case(case)
     base = get_method("default-2d", device="cpu")
     settings = AdaptSettings(max_steps=steps, eval_every=every, patience=10 ** 6, min_gain=0.0, confidence=0.0,
-                             eval_patches=eval_patches, average=average)
+                             eval_patches=eval_patches, average=average, guard=guard, loss=loss)
     spec = base.spec
     sources = _sources(noisy, 2, 0, settings.holdout, np.random.default_rng([seed, 0]))  # as adapt() draws them
     shape = _patch_shape(sources, spec, settings)
@@ -63,13 +63,13 @@ def run_case(case: Any, steps: int, every: int, seed: int = 0, eval_patches: int
     def measure(step: int, network: Any, reported: Optional[float] = None) -> None:
         net = copy.deepcopy(network).eval()
         out = denoise_volume(noisy, LearnedMethod(spec, net, settings=base.settings), device="cpu")
-        guard = LearnedMethod(spec, net, settings=whole)
-        sums, w = heldout_terms(guard, sources, held, seed)
-        loss = float(sums.sum() / w.sum())
-        if reported is not None and abs(loss - reported) > 1e-6 * max(1.0, abs(loss)):
-            raise RuntimeError(f"{case.name}: the replayed guard ({loss}) is not adapt()'s ({reported}).")
+        judged = LearnedMethod(spec, net, settings=whole)
+        sums, w = heldout_terms(judged, sources, held, seed, settings.guard)
+        value = float(sums.sum() / w.sum())
+        if reported is not None and abs(value - reported) > 1e-6 * max(1.0, abs(value)):
+            raise RuntimeError(f"{case.name}: the replayed guard ({value}) is not adapt()'s ({reported}).")
         weights[:] = [float(v) for v in w]
-        row = {"step": step, "loss": loss, "edges": _residual_edges(guard, sources, held),
+        row = {"step": step, "loss": value, "edges": _residual_edges(judged, sources, held),
                "sums": [float(v) for v in sums]}
         row.update(scores(out.volume, clean))
         rows.append(row)
@@ -77,7 +77,8 @@ def run_case(case: Any, steps: int, every: int, seed: int = 0, eval_patches: int
     measure(0, base.network)
     t = time.perf_counter()
     adapt(noisy, base, None, settings=settings, monitor=lambda step, loss, net: measure(step, net, loss))
-    return {"case": case.name, "kind": case.kind, "rows": rows, "weights": weights, "average": average,
+    return {"case": case.name, "kind": case.kind, "rows": rows, "weights": weights, "average": average, "guard": guard,
+            "loss": loss,
             "seconds": round(time.perf_counter() - t, 1)}
 
 
@@ -119,36 +120,43 @@ def rules_table(runs: List[Dict[str, Any]], max_step: Optional[int], patience: i
     return body
 
 
-def _averages(runs: List[Dict[str, Any]]) -> List[float]:
-    return sorted({float(r.get("average", 0.0)) for r in runs})
+def _variant(run: Dict[str, Any]) -> str:
+    """A trajectory's adaptation settings in words (runs recorded before the options existed: the defaults)."""
+    return (f"weight average {float(run.get('average', 0.0)):g}, guard {run.get('guard', 'n2s')}, "
+            f"loss {run.get('loss', 'n2s')}")
+
+
+def _variants(runs: List[Dict[str, Any]]) -> List[str]:
+    return list(dict.fromkeys(_variant(r) for r in runs))
 
 
 def _command(args: argparse.Namespace) -> str:
     extra = f" --cases {args.cases}" if args.cases else ""
     if getattr(args, "eval_patches", 32) != 32:
         extra += f" --eval-patches {args.eval_patches}"
-    if str(getattr(args, "average", "0")) != "0":
-        extra += f" --average {args.average}"
+    for key, default in (("average", "0"), ("guard", "n2s"), ("loss", "n2s")):
+        if str(getattr(args, key, default)) != default:
+            extra += f" --{key} {getattr(args, key)}"
     return f"python train/adapt_guard_choice.py --steps {args.steps} --every {args.every} --threads {args.threads}{extra}"
 
 
 def summary_table(runs: List[Dict[str, Any]]) -> List[List[str]]:
     """The shipped rule and its neighbours for every weight average and patience, side by side."""
     body = []
-    for average in _averages(runs):
-        mine = [r for r in runs if float(r.get("average", 0.0)) == average]
+    for variant in _variants(runs):
+        mine = [r for r in runs if _variant(r) == variant]
         for patience in PATIENCES:
             for cap in (None, 240):
-                for row in rules_table(mine, cap, patience, (0.5, 1.0, 2.0), (0.005, 0.01)):
-                    body.append([f"{average:g}", str(patience), "all" if cap is None else str(cap)] + row)
+                for row in rules_table(mine, cap, patience, (0.5, 1.0, 2.0), (0.0, 0.005, 0.01)):
+                    body.append([variant, str(patience), "all" if cap is None else str(cap)] + row)
     return body
 
 
 def render(results: Dict[str, Any], args: argparse.Namespace) -> str:
     runs = results["runs"]
-    averages = _averages(runs)
+    variants = _variants(runs)
     lines = ["# Adaptation: the guard's keep rule (validation cases only)", "",
-             f"`{_command(args)}` (default-2d, n2s, learning rate 1e-4, batch 8 x 64 px,"
+             f"`{_command(args)}` (default-2d, learning rate 1e-4, batch 8 x 64 px,"
              f" CPU, {args.threads} thread(s); {results.get('note', '')}). Each trajectory is recorded once; the guard "
              "is replayed on it for every rule (early stop after `patience` measurements without a new best; best "
              "weights whose residual does not follow the edges more). Gain: true PSNR of the whole crop with the kept "
@@ -159,12 +167,12 @@ def render(results: Dict[str, Any], args: argparse.Namespace) -> str:
                                               for d in results["cases"]]), ""]
     names = list(dict.fromkeys(r["case"] for r in runs))
     head = ["confidence (standard errors)", "min_gain", "in distribution: worst", "out: mean", "out: worst", "kept"]
-    if len(averages) > 1 or PATIENCES != (5,):
-        lines += ["## Side by side: weight average, patience, stopping step", "",
-                  markdown_table(["weight average", "patience", "steps"] + head + names, summary_table(runs)), ""]
-    for average in averages:
-        mine = [r for r in runs if float(r.get("average", 0.0)) == average]
-        label = f" (weight average {average:g})" if len(averages) > 1 else ""
+    if len(variants) > 1 or PATIENCES != (5,):
+        lines += ["## Side by side: adaptation settings, patience, stopping step", "",
+                  markdown_table(["settings", "patience", "steps"] + head + names, summary_table(runs)), ""]
+    for variant in variants:
+        mine = [r for r in runs if _variant(r) == variant]
+        label = f" ({variant})" if len(variants) > 1 else ""
         for cap in (None, 240):
             title = "every step recorded" if cap is None else f"stopping at step {cap} (a slower machine)"
             lines += [f"## Rules replayed{label}, patience 5, {title}", "",
@@ -176,7 +184,7 @@ def render(results: Dict[str, Any], args: argparse.Namespace) -> str:
         body = [[x["step"], f"{x['loss']:.5f}", f"{first['loss'] - x['loss']:+.5f}",
                  f"{fall_error(np.asarray(first['sums']), np.asarray(x['sums']), w):.5f}", f"{x['edges']:.3f}",
                  f"{x['psnr']:.2f}", f"{x['psnr'] - first['psnr']:+.2f}"] for x in r["rows"]]
-        label = f", weight average {float(r.get('average', 0.0)):g}" if len(averages) > 1 else ""
+        label = f", {_variant(r)}" if len(variants) > 1 else ""
         lines += [f"### {r['case']} ({r['kind']}{label}, {r['seconds']:.0f} s)", "",
                   markdown_table(["step", "held-out loss", "fall", "standard error", "residual edges", "PSNR", "gain"],
                                  body), ""]
@@ -192,6 +200,10 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--eval-patches", type=int, default=32, help="held-out patches the guard measures")
     parser.add_argument("--average", default="0", help="comma-separated decays of the weight average to record "
                         "(0: none), each case once per decay")
+    parser.add_argument("--guard", default="n2s", help="comma-separated blind-spot losses the guard measures "
+                        "(n2s: neighbours' mean; n2v: a random neighbour), each case once per guard")
+    parser.add_argument("--loss", default="n2s", help="comma-separated training losses (of the adaptation "
+                        "losses), each case once per loss")
     parser.add_argument("--note", default="", help="conditions of the run, for the report")
     parser.add_argument("--out", default="train/reports/adapt-guard-choice")
     parser.add_argument("--render", action="store_true", help="only replay the rules on OUT.json and write the "
@@ -209,12 +221,14 @@ def main(argv: Any = None) -> int:
     cases = [c for c in GUARD_CASES if not args.cases or c.name in args.cases.split(",")]
     results: Dict[str, Any] = {"cases": [describe(c) for c in cases], "runs": [], "note": args.note,
                                "args": {k: getattr(args, k) for k in ("steps", "every", "cases", "threads", "eval_patches",
-                                                                "average")}}
-    for case, average in [(c, float(a)) for c in cases for a in args.average.split(",")]:
-        run = run_case(case, args.steps, args.every, eval_patches=args.eval_patches, average=average)
+                                                                "average", "guard", "loss")}}
+    for case, average, guard, loss in [(c, float(a), g, x) for c in cases for a in args.average.split(",")
+                                       for g in args.guard.split(",") for x in args.loss.split(",")]:
+        run = run_case(case, args.steps, args.every, eval_patches=args.eval_patches, average=average, guard=guard,
+                       loss=loss)
         results["runs"].append(run)
         rows = run["rows"]
-        print(f"{case.name} (average {average:g}): PSNR {rows[0]['psnr']:.2f} -> best {max(r['psnr'] for r in rows):.2f}, end "
+        print(f"{case.name} ({_variant(run)}): PSNR {rows[0]['psnr']:.2f} -> best {max(r['psnr'] for r in rows):.2f}, end "
               f"{rows[-1]['psnr']:.2f} in {run['seconds']:.0f} s", flush=True)
         write_text_atomic(out.with_suffix(".json"), json.dumps(results))
         write_text_atomic(out.with_suffix(".md"), render(results, args))

@@ -165,7 +165,8 @@ def render(results: Dict[str, Any]) -> str:
              f"load average {results['load_before']} before and {results['load_after']} after ({results['note']}). "
              "Budgets are wall-clock seconds of `adapt()` on this machine: the number of steps each reached is in "
              "the tables.", "",
-             f"Adaptation: loss `{results['settings']['loss']}`, guard (held-out blind-spot loss: kept when it "
+             f"Adaptation: loss `{results['settings']['loss']}`, guard (held-out blind-spot loss "
+             f"`{results['settings'].get('guard', 'n2s')}`: kept when it "
              f"fell by {results['settings'].get('min_gain', 0.01):g} noise variances and "
              f"{results['settings'].get('confidence', 0):g} standard errors of its fall; and the residual "
              f"may not follow the edges more) on {results['settings']['holdout']:.0%} held-out 8 x 8 blocks ({results['settings'].get('eval_patches', 32)} patches measured), learning rate {results['settings']['lr']:g}, "
@@ -217,6 +218,8 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--confidence", type=float, default=None, help="standard errors the fall must pass")
     parser.add_argument("--min-gain", type=float, default=None, help="noise variances the fall must pass")
     parser.add_argument("--average", type=float, default=None, help="decay of the weight average the guard judges")
+    parser.add_argument("--guard", default=None, help="blind-spot loss the guard measures (n2s or n2v)")
+    parser.add_argument("--loss", default=None, help="training loss of the adaptation")
     parser.add_argument("--patience", type=int, default=None, help="measurements without a new best before stopping")
     parser.add_argument("--no-bm3d", action="store_true", help="leave BM3D-VST out (it needs 'pip install bm3d')")
     parser.add_argument("--no-real", action="store_true", help="leave the real PD brain MR section out")
@@ -237,7 +240,7 @@ def main(argv: Any = None) -> int:
     torch.set_num_threads(args.threads)
     budgets = [float(b) for b in args.budgets.split(",")]
     guard = {"eval_patches": args.eval_patches, "confidence": args.confidence, "min_gain": args.min_gain,
-             "average": args.average, "patience": args.patience}
+             "average": args.average, "patience": args.patience, "guard": args.guard, "loss": args.loss}
     settings = AdaptSettings(**{k: v for k, v in guard.items() if v is not None}).validated()
     bm3d = not args.no_bm3d and bm3d_available()
     every = TEST_CASES + OOD_CASES + FRESH_CASES

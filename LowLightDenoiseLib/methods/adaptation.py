@@ -52,7 +52,7 @@ from .adaptation_guard import (_fix_variance, _heldout_loss, _residual_edges, fa
                                worth_keeping)
 from .adapted import ADAPTED_SUFFIX, AdaptationRecord, AdaptedMethod
 from .learned import LearnedMethod
-from .selfsupervised import LOSSES, Domain, NetworkModel, loss_function
+from .selfsupervised import BLIND_SPOT, LOSSES, Domain, NetworkModel, loss_function
 from .wrappers import DIHEDRAL, unwrap
 
 
@@ -70,6 +70,7 @@ class AdaptSettings:
     eval_patches: int = 32  #: held-out patches the guard measures
     eval_every: int = 40  #: steps between guard measurements
     patience: int = 5  #: measurements without improvement before stopping early
+    guard: str = "n2s"  #: the blind-spot loss the guard measures, one of :data:`~.selfsupervised.BLIND_SPOT`
     average: float = 0.0  #: decay of the running average of the weights the guard judges and keeps (0: none)
     min_gain: float = 0.01  #: the held-out blind-spot loss must fall by this many noise variances to keep the weights
     confidence: float = 0.5  #: ... and by this many standard errors of its fall (paired over the held-out patches)
@@ -80,6 +81,8 @@ class AdaptSettings:
         """The settings, checked (one sentence per bad value)."""
         if self.loss not in LOSSES:
             raise InputError(f"Unknown adaptation loss {self.loss!r}; use one of {', '.join(LOSSES)}.")
+        if self.guard not in BLIND_SPOT:
+            raise InputError(f"Unknown guard loss {self.guard!r}; use one of {', '.join(BLIND_SPOT)}.")
         positive = {"lr": self.lr, "batch": self.batch, "patch": self.patch, "depth": self.depth,
                     "eval_patches": self.eval_patches, "eval_every": self.eval_every, "patience": self.patience}
         for key, value in positive.items():
@@ -298,7 +301,7 @@ class _Training:
     def guard(self) -> Tuple[float, float, Tuple[np.ndarray, np.ndarray]]:
         """(blind-spot loss over the held-out pixels in noise variances, :func:`residual_edges` of the output,
         the loss's :func:`heldout_terms` per patch)."""
-        sums, weights = heldout_terms(self.method, self.sources, self.held, self.seed)
+        sums, weights = heldout_terms(self.method, self.sources, self.held, self.seed, self.settings.guard)
         loss = float(sums.sum()) / max(float(weights.sum()), 1e-12)
         return loss, _residual_edges(self.method, self.sources, self.held), (sums, weights)
 

@@ -22,7 +22,7 @@ from .base import MethodContext
 from .learned import LearnedMethod
 from .selfsupervised import loss_function, sure_risk
 
-GUARDS = ("n2s", "nb2nb", "sure")  # held-out measures the choice script compares (r2r needs the raw network)
+GUARDS = ("n2s", "n2v", "nb2nb", "sure")  # held-out measures the choice script compares (r2r needs the raw network)
 #: how much more the residual of the output may follow the image's edges than the un-adapted model's did
 EDGE_TOLERANCE = 0.02
 
@@ -73,16 +73,17 @@ def _heldout_loss(method: LearnedMethod, sources: Sequence[Any], batches: Sequen
 
 
 def heldout_terms(method: LearnedMethod, sources: Sequence[Any], batches: Sequence[Any],
-                  seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """The guard's blind-spot loss per held-out patch: ``(sums, weights)``, each ``(patches,)``; the loss is
-    ``sums.sum() / weights.sum()`` (:func:`_heldout_loss`), with the same masks at every call."""
+                  seed: int, loss: str = "n2s") -> Tuple[np.ndarray, np.ndarray]:
+    """The guard's blind-spot loss (``loss``: one of :data:`~.selfsupervised.BLIND_SPOT`) per held-out patch:
+    ``(sums, weights)``, each ``(patches,)``; the loss is ``sums.sum() / weights.sum()`` (:func:`_heldout_loss`),
+    with the same masks (and replacements) at every call."""
     import torch
 
     rng = np.random.default_rng([seed, 2])
     sums, weights = [], []
     with torch.no_grad():
         for b in batches:
-            s, n = loss_function("n2s")(_EngineModel(method, sources, b), b.y, b.weights, rng, per_sample=True)
+            s, n = loss_function(loss)(_EngineModel(method, sources, b), b.y, b.weights, rng, per_sample=True)
             sums.append(s.double().cpu().numpy())
             weights.append(n.double().cpu().numpy())
     return np.concatenate(sums), np.concatenate(weights)

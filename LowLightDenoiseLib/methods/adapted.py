@@ -21,7 +21,8 @@ from .base import Method, MethodContext
 from .learned import LearnedMethod
 from .wrappers import MethodWrapper, unwrap
 
-LOSS_TITLES = {"n2s": "Noise2Self blind-spot masking", "nb2nb": "Neighbor2Neighbor",
+LOSS_TITLES = {"n2s": "Noise2Self blind-spot masking", "n2v": "Noise2Void blind-spot masking (random neighbour)",
+               "nb2nb": "Neighbor2Neighbor",
                "r2r": "Recorrupted-to-Recorrupted", "sure": "Monte-Carlo SURE of the full output"}
 #: suffix of an adapted model's name in tables and file names
 ADAPTED_SUFFIX = "-adapted"
@@ -40,7 +41,7 @@ class AdaptationRecord:
     best_step: int
     risk_before: float  #: held-out SURE estimate of the full output's error, in noise variances, un-adapted (recorded)
     risk_after: float  #: the same for the weights used
-    loss_before: float  #: held-out blind-spot (Noise2Self) loss, in noise variances, un-adapted model: the guard
+    loss_before: float  #: held-out blind-spot loss (settings["guard"]), in noise variances, un-adapted model: the guard
     loss_after: float  #: its lowest value reached (the kept weights when ``kept``)
     edges_before: float  #: how much the output's residual follows the edges, un-adapted (``residual_edges``)
     edges_after: float  #: the same for the best weights

@@ -13,6 +13,9 @@ the prediction, without gradient), so the loss weighs dark and bright regions as
   4 x 4 cell (random phase) is replaced by the mean of its 8 in-plane neighbours and the network must
   predict the noisy value there. Independent noise cannot be predicted from the neighbours, so the
   loss is the risk of the masked prediction plus the noise variance.
+* ``n2v`` - the same blind spot with Noise2Void's replacement (Krull et al. 2019): the masked pixel takes
+  the noisy value of one of its 8 neighbours, drawn at random, so the masked input still looks like a
+  noisy image (a neighbours' mean is a smooth value no pre-trained denoiser has seen at a pixel).
 * ``nb2nb`` - Neighbor2Neighbor (Huang et al. 2021): two sub-images made of different neighbouring
   pixels of every 2 x 2 cell; the network denoises one and is compared with the other, plus the
   paper's regulariser (gamma 2) that ties it to the full-resolution output.
@@ -36,7 +39,9 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-LOSSES = ("n2s", "nb2nb", "r2r")
+LOSSES = ("n2s", "n2v", "nb2nb", "r2r")
+#: the blind-spot losses (what the guard may measure)
+BLIND_SPOT = ("n2s", "n2v")
 #: Neighbor2Neighbor's regulariser weight (the paper's value for Gaussian noise)
 NB2NB_GAMMA = 2.0
 #: Recorrupted-to-Recorrupted's recorruption strength
@@ -174,20 +179,46 @@ def blind_spot_mask(shape: Tuple[int, ...], rng: np.random.Generator) -> np.ndar
     return mask
 
 
+def random_neighbour(image: Any, rng: np.random.Generator) -> Any:
+    """Each pixel replaced by one of its 8 in-plane neighbours, drawn at random by ``rng`` (edges mirrored);
+    ``(B, 1, *spatial)``."""
+    torch = _torch()
+    shape = image.shape
+    planes = image.reshape(-1, 1, shape[-2], shape[-1])
+    padded = torch.nn.functional.pad(planes, (1, 1, 1, 1), mode="reflect")
+    h, w = shape[-2], shape[-1]
+    shifted = torch.stack([padded[:, 0, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+                           for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
+    pick = torch.from_numpy(rng.integers(0, 8, size=(1,) + tuple(shifted.shape[1:]))).to(image.device)
+    return torch.gather(shifted, 0, pick)[0].reshape(shape)
+
+
+def _blind_spot(model: Any, y: Any, weights: Any, rng: np.random.Generator, replace: Any,
+                per_sample: bool) -> Tuple[Any, Any]:
+    torch = _torch()
+    mask = torch.from_numpy(blind_spot_mask(tuple(y.shape), rng)).to(y.device)
+    out = model(torch.where(mask, replace(y), y))
+    w = weights * mask * model.domain.weight(out.detach())
+    values, counts = (out - y) ** 2 * w, weights * mask
+    if per_sample:
+        return values.flatten(1).sum(1), counts.flatten(1).sum(1)
+    return values.sum(), counts.sum()
+
+
 def n2s_loss(model: Any, y: Any, weights: Any, rng: np.random.Generator,
              per_sample: bool = False) -> Tuple[Any, Any]:
     """Blind-spot loss (sum, weight): masked pixels replaced by their neighbours' mean, predicted from the rest.
 
     ``model(y)`` is the output in normalised units (:class:`NetworkModel`, or the engine's own path).
     ``per_sample``: the sums per patch (``(B,)`` tensors), for the guard's uncertainty."""
-    torch = _torch()
-    mask = torch.from_numpy(blind_spot_mask(tuple(y.shape), rng)).to(y.device)
-    out = model(torch.where(mask, donut_mean(y), y))
-    w = weights * mask * model.domain.weight(out.detach())
-    values, counts = (out - y) ** 2 * w, weights * mask
-    if per_sample:
-        return values.flatten(1).sum(1), counts.flatten(1).sum(1)
-    return values.sum(), counts.sum()
+    return _blind_spot(model, y, weights, rng, donut_mean, per_sample)
+
+
+def n2v_loss(model: Any, y: Any, weights: Any, rng: np.random.Generator,
+             per_sample: bool = False) -> Tuple[Any, Any]:
+    """Blind-spot loss (sum, weight) with Noise2Void's replacement: each masked pixel takes a random neighbour's
+    noisy value (:func:`random_neighbour`); otherwise as :func:`n2s_loss`."""
+    return _blind_spot(model, y, weights, rng, lambda image: random_neighbour(image, rng), per_sample)
 
 
 #: the ordered pairs of different, edge-adjacent pixels of a 2 x 2 cell (index = 2 * row + column)
@@ -257,4 +288,4 @@ def sure_risk(model: Any, y: Any, weights: Any, rng: np.random.Generator,
 
 def loss_function(name: str) -> Any:
     """The loss called ``name`` (one of :data:`LOSSES`)."""
-    return {"n2s": n2s_loss, "nb2nb": nb2nb_loss, "r2r": r2r_loss}[name]
+    return {"n2s": n2s_loss, "n2v": n2v_loss, "nb2nb": nb2nb_loss, "r2r": r2r_loss}[name]

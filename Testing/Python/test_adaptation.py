@@ -22,7 +22,8 @@ from LowLightDenoiseLib.methods.adaptation import AdaptSettings, _parameters, ad
 from LowLightDenoiseLib.methods.adaptation_guard import fall_error
 from LowLightDenoiseLib.methods.adapted import AdaptedMethod, load_weights_file, save_adapted
 from LowLightDenoiseLib.methods.selfsupervised import (
-    Domain, NetworkModel, blind_spot_mask, donut_mean, n2s_loss, neighbour_choices, neighbour_subsample, sure_risk)
+    Domain, NetworkModel, blind_spot_mask, donut_mean, n2s_loss, n2v_loss, neighbour_choices, neighbour_subsample,
+    random_neighbour, sure_risk)
 from LowLightDenoiseLib.methods.wrappers import unwrap
 from LowLightDenoiseLib.models.spec import finish_output, prepare_input
 from LowLightDenoiseLib.noise import NoiseProfile
@@ -114,6 +115,51 @@ def test_donut_mean_is_the_mean_of_the_eight_neighbours():
     out = donut_mean(image)
     assert out[0, 0, 2, 2] == pytest.approx(0.5)  # the centre itself is left out
     assert out[0, 0, 1, 2] == pytest.approx(1.5)  # 8 + 4 over 8 neighbours
+
+
+def test_random_neighbour_gives_each_pixel_the_value_of_one_of_its_eight_neighbours():
+    grid = torch.arange(2 * 36, dtype=torch.float32).reshape(2, 1, 6, 6)
+    out = random_neighbour(grid, np.random.default_rng(0))
+    padded = torch.nn.functional.pad(grid, (1, 1, 1, 1), mode="reflect")
+    seen = set()
+    for b in range(2):
+        for i in range(6):
+            for j in range(6):
+                around = {float(padded[b, 0, i + 1 + dy, j + 1 + dx]) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                          if dy or dx}
+                assert float(out[b, 0, i, j]) in around and float(out[b, 0, i, j]) != float(grid[b, 0, i, j])
+                seen.add((float(out[b, 0, i, j]) - float(grid[b, 0, i, j])))
+    assert len(seen) > 4  # the neighbour is drawn, not one fixed offset
+    again = random_neighbour(grid, np.random.default_rng(0))
+    assert torch.equal(out, again)
+
+
+def test_the_n2v_loss_is_blind_to_the_masked_pixels_own_value():
+    """Noise2Void's replacement keeps J-invariance: changing the masked pixels' values leaves the prediction and
+    so the loss's output at them unchanged (the same draws), while n2s and n2v see different inputs."""
+    method = unwrap(get_method("default-2d"))
+    domain = _domain(NoiseProfile(0.05, 0.01, 1e-4), method.spec.input, 2)
+    y = torch.from_numpy(np.random.default_rng(0).random((2, 1, 32, 32)).astype(np.float32))
+    weights = torch.ones_like(y)
+    outputs = []
+
+    class Recording:
+        def __init__(self):
+            self.domain = domain
+
+        def __call__(self, seen):
+            with torch.no_grad():
+                out = domain.denoise(method.network, seen)
+            outputs.append(out)
+            return out
+
+    mask = torch.from_numpy(blind_spot_mask((2, 1, 32, 32), np.random.default_rng(3)))
+    for value in (0.0, 5.0):
+        n2v_loss(Recording(), torch.where(mask, torch.full_like(y, value), y), weights, np.random.default_rng(3))
+    assert torch.allclose(outputs[0][mask], outputs[1][mask])
+    n2s_loss(Recording(), y, weights, np.random.default_rng(3))
+    n2v_loss(Recording(), y, weights, np.random.default_rng(3))
+    assert not torch.allclose(outputs[2][mask], outputs[3][mask])
 
 
 def test_neighbour_subsampling_takes_two_different_adjacent_pixels_of_every_cell():
@@ -358,6 +404,7 @@ def test_a_colour_image_and_a_25d_model_adapt_too(fundus_path, ct_dark):
     (lambda v: adapt(v, "default-2d", -3), "positive number of seconds"),
     (lambda v: adapt(v, "default-2d", None), "time budget in seconds or a number of steps"),
     (lambda v: adapt(v, "default-2d", 5, settings=AdaptSettings(loss="n2n")), "Unknown adaptation loss"),
+    (lambda v: adapt(v, "default-2d", 5, settings=AdaptSettings(guard="nb2nb")), "Unknown guard loss"),
     (lambda v: adapt(Volume(v.array[:, :12, :12]), "default-2d", 5), "too small to adapt"),
     (lambda v: adapt(Volume(v.array[:1]), "volume-2.5d", 5), "3D model"),
     (lambda v: adapt(v.array, "default-2d", 5), "needs a Volume"),
