@@ -32,6 +32,8 @@ from LowLightDenoiseLib.methods.adaptation import (  # noqa: E402
 from LowLightDenoiseLib.methods.adaptation_guard import (  # noqa: E402
     _fix_variance, _residual_edges, fall_error, heldout_terms, improves, worth_keeping)
 from LowLightDenoiseLib.methods.learned import LearnedMethod  # noqa: E402
+from LowLightDenoiseLib.methods.selfsupervised import BLIND_SPOT  # noqa: E402
+from LowLightDenoiseLib.options import RunOptions  # noqa: E402
 from LowLightDenoiseLib.pipeline import denoise_volume  # noqa: E402
 from LowLightDenoiseLib.tables import markdown_table, write_text_atomic  # noqa: E402
 from train.adapt_cases import GUARD_CASES, describe, load_case, scores  # noqa: E402
@@ -43,12 +45,19 @@ PATIENCES = (5, 10)
 
 def run_case(case: Any, steps: int, every: int, seed: int = 0, eval_patches: int = 32,
              average: float = 0.0, guard: str = "n2s", loss: str = "n2s") -> Dict[str, Any]:
-    """One trajectory: per measurement the step, true PSNR/SSIM, held-out loss per patch and residual edges (of the
-    averaged weights when ``average`` is a decay)."""
+    """One case's trajectory (:func:`record`) with the shipped settings but for these."""
     clean, noisy = load_case(case)
+    settings = AdaptSettings(max_steps=steps, eval_every=every, eval_patches=eval_patches, average=average,
+                             guard=guard, loss=loss)
+    return dict(record(clean, noisy, settings, seed), case=case.name, kind=case.kind)
+
+
+def record(clean: Any, noisy: Any, settings: AdaptSettings, seed: int = 0) -> Dict[str, Any]:
+    """default-2d adapted to ``noisy`` for ``settings.max_steps`` steps with no early stop and nothing refused:
+    per measurement (every ``settings.eval_every`` steps) the step, true PSNR/SSIM against ``clean``, the held-out
+    loss per patch of every blind-spot guard and the residual edges, of the weights the guard judges."""
     base = get_method("default-2d", device="cpu")
-    settings = AdaptSettings(max_steps=steps, eval_every=every, patience=10 ** 6, min_gain=0.0, confidence=0.0,
-                             eval_patches=eval_patches, average=average, guard=guard, loss=loss)
+    settings = dataclasses.replace(settings, patience=10 ** 6, min_gain=0.0, confidence=0.0)
     spec = base.spec
     sources = _sources(noisy, 2, 0, settings.holdout, np.random.default_rng([seed, 0]))  # as adapt() draws them
     shape = _patch_shape(sources, spec, settings)
@@ -67,19 +76,23 @@ def run_case(case: Any, steps: int, every: int, seed: int = 0, eval_patches: int
         sums, w = heldout_terms(judged, sources, held, seed, settings.guard)
         value = float(sums.sum() / w.sum())
         if reported is not None and abs(value - reported) > 1e-6 * max(1.0, abs(value)):
-            raise RuntimeError(f"{case.name}: the replayed guard ({value}) is not adapt()'s ({reported}).")
+            raise RuntimeError(f"The replayed guard ({value}) is not adapt()'s ({reported}).")
         weights[:] = [float(v) for v in w]
         row = {"step": step, "loss": value, "edges": _residual_edges(judged, sources, held),
-               "sums": [float(v) for v in sums]}
+               "sums": [float(v) for v in sums], "guards": {}}
+        for other in BLIND_SPOT:  # every blind-spot guard on the same masks, to replay each on one trajectory
+            terms = (sums, w) if other == settings.guard else heldout_terms(judged, sources, held, seed, other)
+            row["guards"][other] = {"loss": float(terms[0].sum() / terms[1].sum()),
+                                    "sums": [float(v) for v in terms[0]]}
         row.update(scores(out.volume, clean))
         rows.append(row)
 
     measure(0, base.network)
     t = time.perf_counter()
-    adapt(noisy, base, None, settings=settings, monitor=lambda step, loss, net: measure(step, net, loss))
-    return {"case": case.name, "kind": case.kind, "rows": rows, "weights": weights, "average": average, "guard": guard,
-            "loss": loss,
-            "seconds": round(time.perf_counter() - t, 1)}
+    adapt(noisy, base, None, RunOptions(device="cpu", seed=seed), settings=settings,
+          monitor=lambda step, loss, net: measure(step, net, loss))
+    return {"rows": rows, "weights": weights, "average": settings.average, "guard": settings.guard,
+            "loss": settings.loss, "seconds": round(time.perf_counter() - t, 1)}
 
 
 def replay(run: Dict[str, Any], confidence: float, min_gain: float, patience: int = 5,
@@ -130,11 +143,23 @@ def _variants(runs: List[Dict[str, Any]]) -> List[str]:
     return list(dict.fromkeys(_variant(r) for r in runs))
 
 
+def as_guard(run: Dict[str, Any], guard: str) -> Dict[str, Any]:
+    """The trajectory as the guard ``guard`` saw it (runs record every blind-spot guard on the same masks)."""
+    rows = [dict(row, loss=row["guards"][guard]["loss"], sums=row["guards"][guard]["sums"]) for row in run["rows"]]
+    return dict(run, rows=rows, guard=guard)
+
+
+def expanded(runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Every run once per guard it recorded (older runs: their own guard only)."""
+    return [as_guard(r, g) if "guards" in r["rows"][0] else r
+            for r in runs for g in (r["rows"][0].get("guards") or [r.get("guard", "n2s")])]
+
+
 def _command(args: argparse.Namespace) -> str:
     extra = f" --cases {args.cases}" if args.cases else ""
     if getattr(args, "eval_patches", 32) != 32:
         extra += f" --eval-patches {args.eval_patches}"
-    for key, default in (("average", "0"), ("guard", "n2s"), ("loss", "n2s")):
+    for key, default in (("average", "0"), ("loss", "n2s")):
         if str(getattr(args, key, default)) != default:
             extra += f" --{key} {getattr(args, key)}"
     return f"python train/adapt_guard_choice.py --steps {args.steps} --every {args.every} --threads {args.threads}{extra}"
@@ -153,7 +178,7 @@ def summary_table(runs: List[Dict[str, Any]]) -> List[List[str]]:
 
 
 def render(results: Dict[str, Any], args: argparse.Namespace) -> str:
-    runs = results["runs"]
+    runs = expanded(results["runs"])
     variants = _variants(runs)
     lines = ["# Adaptation: the guard's keep rule (validation cases only)", "",
              f"`{_command(args)}` (default-2d, learning rate 1e-4, batch 8 x 64 px,"
@@ -200,8 +225,6 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--eval-patches", type=int, default=32, help="held-out patches the guard measures")
     parser.add_argument("--average", default="0", help="comma-separated decays of the weight average to record "
                         "(0: none), each case once per decay")
-    parser.add_argument("--guard", default="n2s", help="comma-separated blind-spot losses the guard measures "
-                        "(n2s: neighbours' mean; n2v: a random neighbour), each case once per guard")
     parser.add_argument("--loss", default="n2s", help="comma-separated training losses (of the adaptation "
                         "losses), each case once per loss")
     parser.add_argument("--note", default="", help="conditions of the run, for the report")
@@ -221,14 +244,13 @@ def main(argv: Any = None) -> int:
     cases = [c for c in GUARD_CASES if not args.cases or c.name in args.cases.split(",")]
     results: Dict[str, Any] = {"cases": [describe(c) for c in cases], "runs": [], "note": args.note,
                                "args": {k: getattr(args, k) for k in ("steps", "every", "cases", "threads", "eval_patches",
-                                                                "average", "guard", "loss")}}
-    for case, average, guard, loss in [(c, float(a), g, x) for c in cases for a in args.average.split(",")
-                                       for g in args.guard.split(",") for x in args.loss.split(",")]:
-        run = run_case(case, args.steps, args.every, eval_patches=args.eval_patches, average=average, guard=guard,
-                       loss=loss)
+                                                                "average", "loss")}}
+    for case, average, loss in [(c, float(a), x) for c in cases for a in args.average.split(",")
+                                for x in args.loss.split(",")]:
+        run = run_case(case, args.steps, args.every, eval_patches=args.eval_patches, average=average, loss=loss)
         results["runs"].append(run)
         rows = run["rows"]
-        print(f"{case.name} ({_variant(run)}): PSNR {rows[0]['psnr']:.2f} -> best {max(r['psnr'] for r in rows):.2f}, end "
+        print(f"{case.name} (weight average {average:g}, loss {loss}): PSNR {rows[0]['psnr']:.2f} -> best {max(r['psnr'] for r in rows):.2f}, end "
               f"{rows[-1]['psnr']:.2f} in {run['seconds']:.0f} s", flush=True)
         write_text_atomic(out.with_suffix(".json"), json.dumps(results))
         write_text_atomic(out.with_suffix(".md"), render(results, args))

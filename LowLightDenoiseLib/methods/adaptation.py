@@ -28,6 +28,10 @@ output's error (:func:`~.selfsupervised.sure_risk`) is recorded before and after
 assumes the estimated Poisson-Gaussian noise (measured: it rose while the PSNR rose with speckle, and went negative
 at 2 photons).
 
+Measured options, not the default (docs/adaptation.md): ``AdaptSettings.average`` makes the guard judge and keep
+a running average of the weights (smoother, but on the test split its guard kept a loss on MR at peak 300), and
+``AdaptSettings.guard`` / ``loss`` = ``"n2v"`` use Noise2Void's random-neighbour replacement for the blind spot.
+
 Deterministic with a seed: the patches, masks and draws come from NumPy generators seeded by it, so a
 run limited by ``max_steps`` gives the same weights every time; a run limited by time follows the same
 sequence and stops where the machine's speed puts it.
