@@ -470,11 +470,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from checkpoint_last.pt")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--max-minutes", type=float, default=None, help="override optim.max_minutes")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="prepared scans (default train/data)")
     args = parser.parse_args(argv)
     config = TrainConfig.load(args.config)
     if args.max_minutes is not None:
         config.optim.max_minutes = args.max_minutes
-    train(config, args.run_dir, resume=args.resume, device=args.device)
+    train(config, args.run_dir, resume=args.resume, device=args.device, data_dir=args.data_dir)
     return 0
 
 
