@@ -44,11 +44,11 @@ PATIENCES = (5, 10)
 
 
 def run_case(case: Any, steps: int, every: int, seed: int = 0, eval_patches: int = 32,
-             average: float = 0.0, guard: str = "n2s", loss: str = "n2s") -> Dict[str, Any]:
-    """One case's trajectory (:func:`record`) with the shipped settings but for these."""
+             average: float = 0.0, loss: str = "n2s") -> Dict[str, Any]:
+    """One case's trajectory (:func:`record`: every blind-spot guard) with the shipped settings but for these."""
     clean, noisy = load_case(case)
     settings = AdaptSettings(max_steps=steps, eval_every=every, eval_patches=eval_patches, average=average,
-                             guard=guard, loss=loss)
+                             loss=loss)
     return dict(record(clean, noisy, settings, seed), case=case.name, kind=case.kind)
 
 
