@@ -35,6 +35,7 @@ from LowLightDenoiseLib.evaluation import Entry, Level, Scan, evaluate  # noqa: 
 from LowLightDenoiseLib.figures import comparison_grid  # noqa: E402
 from LowLightDenoiseLib.methods import get_method  # noqa: E402
 from LowLightDenoiseLib.methods.adaptation import AdaptSettings, adapt  # noqa: E402
+from LowLightDenoiseLib.methods.adaptation_guard import FAMILIAR_RULE, NOVEL_RULE  # noqa: E402
 from LowLightDenoiseLib.methods.peers import BM3DVST, bm3d_available  # noqa: E402
 from LowLightDenoiseLib.options import RunOptions  # noqa: E402
 from LowLightDenoiseLib.tables import markdown_table, write_text_atomic  # noqa: E402
@@ -157,6 +158,23 @@ def targets(cases: List[Dict[str, Any]], budgets: List[float]) -> List[List[str]
     return body
 
 
+def _rule(average: float, min_gain: float, confidence: float) -> str:
+    judged = f"a running average of the weights (decay {average:g})" if average else "the training weights"
+    return (f"{judged} kept when the loss fell by {min_gain:g} noise variances and {confidence:g} standard errors of "
+            "its fall")
+
+
+def keep_rule(settings: Dict[str, Any]) -> str:
+    """The keep rule of a run's settings in words (unset fields: chosen per scan by its noise)."""
+    fields = ("average", "min_gain", "confidence")
+    if all(settings.get(k) is not None for k in fields):
+        return _rule(*(settings[k] for k in fields))
+    familiar, new = (dict(dataclasses.asdict(r), **{k: settings[k] for k in fields if settings.get(k) is not None})
+                     for r in (FAMILIAR_RULE, NOVEL_RULE))
+    return (f"chosen per scan by its noise (column `noise`): like the training's, {_rule(**familiar)}; new to the "
+            f"model, {_rule(**new)}")
+
+
 def render(results: Dict[str, Any]) -> str:
     budgets = results["budgets"]
     lines = ["# Adapting default-2d to each scan (self-supervised, CPU)", "",
@@ -166,15 +184,11 @@ def render(results: Dict[str, Any]) -> str:
              "Budgets are wall-clock seconds of `adapt()` on this machine: the number of steps each reached is in "
              "the tables.", "",
              f"Adaptation: loss `{results['settings']['loss']}`, guard (held-out blind-spot loss "
-             f"`{results['settings'].get('guard', 'n2s')}`: kept when it "
-             f"fell by {results['settings'].get('min_gain', 0.01):g} noise variances and "
-             f"{results['settings'].get('confidence', 0):g} standard errors of its fall; and the residual "
+             f"`{results['settings'].get('guard', 'n2s')}`: {keep_rule(results['settings'])}; and the residual "
              f"may not follow the edges more) on {results['settings']['holdout']:.0%} held-out 8 x 8 blocks ({results['settings'].get('eval_patches', 32)} patches measured), learning rate {results['settings']['lr']:g}, "
              f"batch {results['settings']['batch']} patches of {results['settings']['patch']} px, early stop "
-             f"after {results['settings'].get('patience', 5)} measurements without a new best, "
-             + (f"the guard judging a running average of the weights (decay {results['settings']['average']:g}) "
-                if results['settings'].get('average') else "the guard judging the training weights ")
-             + "(docs/adaptation.md). PSNR / SSIM over each clean crop's range, every method through the engine.", ""]
+             f"after {results['settings'].get('patience', 5)} measurements without a new best "
+             "(docs/adaptation.md). PSNR / SSIM over each clean crop's range, every method through the engine.", ""]
     lines += ["## Summary: PSNR gain of the adapted model over the un-adapted one", "",
               markdown_table(["cases", "budget", "n", "mean gain (dB)", "worst", "best", "adapted weights kept"],
                              summary(results["cases"], budgets)), ""]
@@ -185,8 +199,8 @@ def render(results: Dict[str, Any]) -> str:
         d = c["case"]
         lines += [f"### {d['case']} ({d['kind']})", "",
                   f"Scan `{d['scan']}` ({d['split']} split), crop {d['crop']}, {d['degradation']}: {d['why']}.", ""]
-        header = ["method", "PSNR", "SSIM", "gain vs default-2d", "steps", "best step", "held-out loss before",
-                  "after", "residual edges before", "after", "kept", "adapt s", "denoise s"]
+        header = ["method", "PSNR", "SSIM", "gain vs default-2d", "noise", "steps", "best step",
+                  "held-out loss before", "after", "residual edges before", "after", "kept", "adapt s", "denoise s"]
         if any("hu_shift" in r for r in c["rows"]):
             header.append("CT mean-HU shift / noise std")
         base = _by(c["rows"], MODEL)["psnr"]
@@ -194,7 +208,7 @@ def render(results: Dict[str, Any]) -> str:
         for r in c["rows"]:
             row = [r["method"], _f(r["psnr"]), _f(r["ssim"], 4),
                    "" if r["method"] == "noisy input" else f"{r['psnr'] - base:+.2f}",
-                   _f(r.get("adapt_steps")), _f(r.get("adapt_best_step")), _f(r.get("adapt_loss_before"), 4),
+                   _f(r.get("adapt_noise")), _f(r.get("adapt_steps")), _f(r.get("adapt_best_step")), _f(r.get("adapt_loss_before"), 4),
                    _f(r.get("adapt_loss_after"), 4), _f(r.get("adapt_edges_before"), 3), _f(r.get("adapt_edges_after"), 3), _f(r.get("adapt_kept")), _f(r.get("adapt_seconds"), 0),
                    _f(r.get("seconds"), 1)]
             if "CT mean-HU shift / noise std" in header:

@@ -20,17 +20,22 @@ the residual of the full output follows the image's edges (:func:`~.adaptation_g
 residual; it may not rise by more than :data:`~.adaptation_guard.EDGE_TOLERANCE`: measured, on the real PD MR a lower blind-spot
 loss came with the scalp's rim in the residual). Training stops early when nothing got better for
 ``patience`` measurements; the best weights are kept, and when their loss did not fall below the un-adapted
-model's by ``confidence`` standard errors of that fall (:func:`~.adaptation_guard.fall_error`: the same masks and pixels before and
-after, a paired estimate over the held-out patches) and by ``min_gain`` noise variances (0.5 and 0.01: smaller
-falls gained on validation cases but lost on the test split, docs/adaptation.md), the un-adapted model is used and
-the record says so (the measurements: :mod:`.adaptation_guard`). The Monte-Carlo SURE estimate of the full
-output's error (:func:`~.selfsupervised.sure_risk`) is recorded before and after; it does not decide, because it
-assumes the estimated Poisson-Gaussian noise (measured: it rose while the PSNR rose with speckle, and went negative
-at 2 photons).
+model's by ``confidence`` standard errors of that fall (:func:`~.adaptation_guard.fall_error`: the same masks and
+pixels before and after, a paired estimate over the held-out patches) and by ``min_gain`` noise variances, the
+un-adapted model is used and the record says so (the measurements: :mod:`.adaptation_guard`).
 
-Measured options, not the default (docs/adaptation.md): ``AdaptSettings.average`` makes the guard judge and keep
-a running average of the weights (smoother, but on the test split its guard kept a loss on MR at peak 300), and
-``AdaptSettings.guard`` / ``loss`` = ``"n2v"`` use Noise2Void's random-neighbour replacement for the blind spot.
+How much evidence the guard asks for depends on the scan's noise (:func:`~.adaptation_guard.novelty`, from the
+engine's noise estimate and the noise classifier): noise like the training's (photon noise of 4 photons and more at
+the top of the image, read noise up to 4.5 photons, not speckle nor impulses) gets
+:data:`~.adaptation_guard.FAMILIAR_RULE` (the training weights judged, a fall of 0.01 noise variances and half a
+standard error: the model already fits such noise, and smaller falls lost on the test split); noise new to the model
+gets :data:`~.adaptation_guard.NOVEL_RULE` (a running average of the weights, decay 0.99, judged and kept on a fall
+of half a standard error: it gained out of distribution on validation, fresh and test cases). Explicit
+``AdaptSettings.average`` / ``min_gain`` / ``confidence`` override the rule (docs/adaptation.md). The Monte-Carlo
+SURE estimate of the full output's error (:func:`~.selfsupervised.sure_risk`) is recorded before and after; it
+does not decide, because it assumes the estimated Poisson-Gaussian noise (measured: it rose while the PSNR rose with
+speckle, and went negative at 2 photons). ``AdaptSettings.guard`` / ``loss`` = ``"n2v"`` (Noise2Void's
+random-neighbour replacement for the blind spot) are measured options, not the default.
 
 Deterministic with a seed: the patches, masks and draws come from NumPy generators seeded by it, so a
 run limited by ``max_steps`` gives the same weights every time; a run limited by time follows the same
@@ -47,13 +52,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import InputError
-from ..noise import NoiseProfile, estimate_noise
+from ..noise import NoiseProfile, classify_noise, estimate_noise
 from ..normalize import Normalizer
 from ..options import RunOptions, resolve_device
 from ..progress import CancelToken, ProgressCallback, RunControl
 from ..volume import Volume, validate_values
-from .adaptation_guard import (_fix_variance, _heldout_loss, _residual_edges, fall_error, heldout_terms, improves,
-                               worth_keeping)
+from .adaptation_guard import (FAMILIAR_RULE, NOVEL_RULE, _fix_variance, _heldout_loss, _residual_edges, fall_error,
+                               heldout_terms, improves, novelty, worth_keeping)
 from .adapted import ADAPTED_SUFFIX, AdaptationRecord, AdaptedMethod
 from .learned import LearnedMethod
 from .selfsupervised import BLIND_SPOT, LOSSES, Domain, NetworkModel, loss_function
@@ -75,9 +80,13 @@ class AdaptSettings:
     eval_every: int = 40  #: steps between guard measurements
     patience: int = 5  #: measurements without improvement before stopping early
     guard: str = "n2s"  #: the blind-spot loss the guard measures, one of :data:`~.selfsupervised.BLIND_SPOT`
-    average: float = 0.0  #: decay of the running average of the weights the guard judges and keeps (0: none)
-    min_gain: float = 0.01  #: the held-out blind-spot loss must fall by this many noise variances to keep the weights
-    confidence: float = 0.5  #: ... and by this many standard errors of its fall (paired over the held-out patches)
+    #: decay of the running average of the weights the guard judges and keeps (0: none); the next two: the held-out
+    #: blind-spot loss must fall by ``min_gain`` noise variances and ``confidence`` standard errors of its fall
+    #: (paired over the held-out patches). None: by the scan's noise, :data:`~.adaptation_guard.FAMILIAR_RULE` or
+    #: :data:`~.adaptation_guard.NOVEL_RULE` (:func:`~.adaptation_guard.novelty`)
+    average: Optional[float] = None
+    min_gain: Optional[float] = None
+    confidence: Optional[float] = None
     max_steps: Optional[int] = None  #: stop after this many steps (with no time budget: the only limit)
     threads: Optional[int] = None  #: torch threads while adapting (None: as they are)
 
@@ -96,16 +105,26 @@ class AdaptSettings:
             raise InputError(f"The guard needs at least 2 held-out patches, not {self.eval_patches!r}.")
         if not 0.0 < float(self.holdout) < 1.0:
             raise InputError(f"The held-out share must be between 0 and 1, not {self.holdout!r}.")
-        if not 0.0 <= float(self.min_gain) < 1.0:
-            raise InputError(f"The minimum gain must be in [0, 1) noise variances, not {self.min_gain!r}.")
-        if isinstance(self.average, bool) or not isinstance(self.average, (int, float)) \
-                or not 0.0 <= float(self.average) < 1.0:
-            raise InputError(f"The weight average's decay must be in [0, 1), not {self.average!r}.")
-        if isinstance(self.confidence, bool) or not 0.0 <= float(self.confidence) <= 10.0:
-            raise InputError(f"The confidence must be between 0 and 10 standard errors, not {self.confidence!r}.")
+        ranges = {"min_gain": (1.0, "The minimum gain must be in [0, 1) noise variances"),
+                  "average": (1.0, "The weight average's decay must be in [0, 1)"),
+                  "confidence": (10.0, "The confidence must be between 0 and 10 standard errors")}
+        for key, (top, words) in ranges.items():
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= top \
+                    or (key != "confidence" and float(value) == top):
+                raise InputError(f"{words}, not {value!r}.")
         if self.max_steps is not None and (isinstance(self.max_steps, bool) or int(self.max_steps) < 1):
             raise InputError(f"The number of adaptation steps must be at least 1, not {self.max_steps!r}.")
         return self
+
+    def for_noise(self, new: str) -> "AdaptSettings":
+        """The settings with the keep rule's unset fields taken from the rule for a scan whose noise is ``new`` to
+        the model (:func:`~.adaptation_guard.novelty`'s words) or familiar (``''``)."""
+        rule = NOVEL_RULE if new else FAMILIAR_RULE
+        return dataclasses.replace(self, **{k: getattr(rule, k) for k in ("average", "min_gain", "confidence")
+                                            if getattr(self, k) is None})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -119,6 +138,7 @@ class _Source:
     stack: np.ndarray  # (n, h, w): 2D slices along the run's axis, or the volume for a 3D model
     noise: NoiseProfile
     heldout: np.ndarray  # bool, like stack
+    novelty: str = ""  # why its noise is unlike the training's ('' when it is like it)
 
 
 def _heldout_blocks(shape: Tuple[int, ...], share: float, rng: np.random.Generator, block: int = 8) -> np.ndarray:
@@ -142,7 +162,8 @@ def _sources(volume: Volume, spatial_dims: int, axis: int, share: float, rng: np
         x = Normalizer.fit(chan).forward(chan)
         noise = estimate_noise(x, constrained=noise_fit != "free")  # the model's fit, as the engine gives it
         stack = np.ascontiguousarray(np.moveaxis(x, axis, 0) if spatial_dims == 2 else x, dtype=np.float32)
-        out.append(_Source(stack, noise, _heldout_blocks(stack.shape, share, rng)))
+        out.append(_Source(stack, noise, _heldout_blocks(stack.shape, share, rng),
+                           novelty(noise, classify_noise(x).label)))
     return out
 
 
@@ -431,6 +452,8 @@ def adapt(volume: Volume, method: Any = "default-2d", budget_seconds: Optional[f
     t0 = time.perf_counter()
     sources = _sources(volume, spec.spatial_dims, 0 if volume.is_2d else opts.axis, settings.holdout,
                        np.random.default_rng([opts.seed, 0]), learned.noise_fit)
+    new = next((s.novelty for s in sources if s.novelty), "")
+    settings = settings.for_noise(new)
     shape = _patch_shape(sources, spec, settings)
     picks = _picks(sources, shape, settings.eval_patches, np.random.default_rng([opts.seed, 1]))
     held = [_batch(sources, picks[i:i + settings.batch], shape, spec, True, device)
@@ -451,7 +474,7 @@ def adapt(volume: Volume, method: Any = "default-2d", budget_seconds: Optional[f
         risk_before=run.risk_before, risk_after=risk_after, loss_before=run.before, loss_after=run.best,
         edges_before=run.edges_before, edges_after=run.edges_best, loss_error=run.fall_error(),
         kept=bool(kept), stopped=run.stopped, seed=int(opts.seed), scan=_scan_name(volume),
-        settings=dataclasses.asdict(settings))
+        settings=dataclasses.asdict(settings), novelty=new)
     inner = learned
     if kept:
         network = spec.build_network()

@@ -6,6 +6,8 @@ held-out patches of the scan.
 * :func:`fall_error` - the standard error of that loss's fall between two sets of weights (the same masks and
   pixels: a paired ratio estimate over the patches).
 * :func:`residual_edges` - how much a residual follows the output's edges (anatomy left in it).
+* :func:`novelty` - whether a scan's noise is unlike what the project's models were trained on, which decides
+  how much evidence the guard asks for (:data:`FAMILIAR_RULE`, :data:`NOVEL_RULE`).
 * :func:`_heldout_loss` - any candidate guard (``n2s``, ``nb2nb``, Monte-Carlo ``sure``) in one number, for the
   choice scripts of ``train/`` and the SURE estimate the record keeps.
 
@@ -14,10 +16,12 @@ Sources and batches are :mod:`.adaptation`'s ``_Source`` (normalised stack, nois
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence, Tuple
 
 import numpy as np
 
+from ..noise import NoiseProfile
 from .base import MethodContext
 from .learned import LearnedMethod
 from .selfsupervised import loss_function, sure_risk
@@ -25,6 +29,53 @@ from .selfsupervised import loss_function, sure_risk
 GUARDS = ("n2s", "n2v", "nb2nb", "sure")  # held-out measures the choice script compares (r2r needs the raw network)
 #: how much more the residual of the output may follow the image's edges than the un-adapted model's did
 EDGE_TOLERANCE = 0.02
+
+
+@dataclasses.dataclass(frozen=True)
+class KeepRule:
+    """How the guard judges and when it keeps adapted weights (see :func:`worth_keeping`)."""
+
+    average: float  #: decay of the running average of the weights the guard judges and keeps (0: the weights)
+    min_gain: float  #: the held-out loss must fall by this many noise variances ...
+    confidence: float  #: ... and by this many standard errors of its fall
+
+
+#: for a scan whose noise the model was trained on: the model already fits it, so the guard asks for a clear fall
+#: of the training weights' loss (on the test split: in distribution, worst change +0.00 dB; docs/adaptation.md)
+FAMILIAR_RULE = KeepRule(average=0.0, min_gain=0.01, confidence=0.5)
+#: for noise the model never saw: a running average of the weights, kept on a fall of half a standard error (on
+#: validation, fresh and test cases out of distribution: +0.45, +0.52, +0.56 dB mean; docs/adaptation.md)
+NOVEL_RULE = KeepRule(average=0.99, min_gain=0.0, confidence=0.5)
+#: the project's learned models were trained on photon noise of 10-1000 photons at full scale times a brightness
+#: of 0.4-1 (train/configs/shipped), so at least 4 photons at the top of the image: fewer, with this margin, is new
+FAMILIAR_PHOTONS = 4.0
+#: ... and on read noise of 0-3 photons: more than this (a margin of 1.5) is new, ...
+FAMILIAR_READ_NOISE = 4.5
+#: ... when the read noise is clearly measured: its standard deviation at least this share of the engine's window
+#: (at many photons a small error of the estimated ``b`` reads as several photons of read noise)
+READ_NOISE_MEASURABLE = 0.05
+#: noise types of the classifier (:func:`~..noise.classify_noise`) that were rare or absent in training
+NOVEL_TYPES = ("speckle", "salt_pepper")
+
+
+def novelty(noise: NoiseProfile, label: str) -> str:
+    """Why a channel's noise is unlike what the project's learned models were trained on, in words ('' when it is
+    like it): fewer photons than :data:`FAMILIAR_PHOTONS` at the top of the engine's window (``1 / a`` in normalised
+    units), more read noise than :data:`FAMILIAR_READ_NOISE` photons (``sqrt(b) / a``, when ``sqrt(b)`` is at least
+    :data:`READ_NOISE_MEASURABLE`), or a noise type of :data:`NOVEL_TYPES` (the classifier's ``label``)."""
+    if noise.a > 0:
+        photons = 1.0 / float(noise.a)
+        if photons < FAMILIAR_PHOTONS:
+            return (f"about {photons:.1f} photons at the top of the image, fewer than the model was trained on "
+                    f"({FAMILIAR_PHOTONS:g} and more)")
+        gaussian = float(np.sqrt(max(float(noise.b), 0.0)))
+        if gaussian >= READ_NOISE_MEASURABLE and gaussian * photons > FAMILIAR_READ_NOISE:
+            return (f"read noise of about {gaussian * photons:.0f} photons, more than the model was trained on "
+                    "(up to 3)")
+    if label in NOVEL_TYPES:
+        words = {"salt_pepper": "impulse (salt-and-pepper)"}.get(label, label)
+        return f"the noise classifier reads {words} noise, which the model was trained on rarely or never"
+    return ""
 
 
 class _EngineModel:

@@ -51,6 +51,7 @@ class AdaptationRecord:
     scan: str
     settings: Dict[str, Any] = dataclasses.field(default_factory=dict)
     loss_error: float = 0.0  #: standard error of the held-out loss's fall to ``loss_after`` (paired over patches)
+    novelty: str = ""  #: why the scan's noise was new to the model ('' when familiar): it chose the keep rule
 
     def columns(self) -> Dict[str, Any]:
         return {"adapt_budget_s": self.budget_seconds, "adapt_seconds": self.seconds, "adapt_steps": self.steps,
@@ -58,7 +59,8 @@ class AdaptationRecord:
                 "adapt_risk_after": round(self.risk_after, 5), "adapt_loss_before": round(self.loss_before, 5),
                 "adapt_loss_after": round(self.loss_after, 5),
                 "adapt_loss_error": round(self.loss_error, 5), "adapt_edges_before": round(self.edges_before, 4),
-                "adapt_edges_after": round(self.edges_after, 4), "adapt_kept": self.kept}
+                "adapt_edges_after": round(self.edges_after, 4), "adapt_kept": self.kept,
+                "adapt_noise": "new" if self.novelty else "familiar"}
 
     def sentence(self) -> str:
         """One sentence for the user: what was done and whether the adapted weights are used."""
@@ -66,6 +68,8 @@ class AdaptationRecord:
                 f"{LOSS_TITLES[self.loss]}, stopped by {self.stopped}): held-out blind-spot loss "
                 f"{self.loss_before:.4f} -> {self.loss_after:.4f} noise variances (estimated error of the output "
                 f"{self.risk_before:.4f} -> {self.risk_after:.4f})")
+        head += (f"; the scan's noise is new to the model ({self.novelty})" if self.novelty
+                 else "; the scan's noise is like the model's training noise")
         if self.kept:
             return f"{head}, so the adapted weights (step {self.best_step}) are used."
         return (f"{head}; the loss did not fall by {self.settings.get('min_gain', 0):g} noise variances and "
@@ -182,6 +186,8 @@ def adaptation_card(record: AdaptationRecord, file_name: str) -> str:
              f"{record.loss_before:.5f} before, {record.loss_after:.5f} after (best step {record.best_step})"),
             ("held-out estimated error of the output (Monte-Carlo SURE; noise variances)",
              f"{record.risk_before:.5f} before, {record.risk_after:.5f} after"),
+            ("the scan's noise (chose the keep rule)", f"new to the model: {record.novelty}" if record.novelty
+             else "like the model's training noise"),
             ("kept", kept), ("seed", str(record.seed)), ("settings", f"`{json.dumps(record.settings)}`")]
     lines = [f"# Adapted weights: {file_name}", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
