@@ -162,9 +162,16 @@ def _sources(volume: Volume, spatial_dims: int, axis: int, share: float, rng: np
         x = Normalizer.fit(chan).forward(chan)
         noise = estimate_noise(x, constrained=noise_fit != "free")  # the model's fit, as the engine gives it
         stack = np.ascontiguousarray(np.moveaxis(x, axis, 0) if spatial_dims == 2 else x, dtype=np.float32)
-        out.append(_Source(stack, noise, _heldout_blocks(stack.shape, share, rng),
-                           novelty(noise, classify_noise(x).label)))
+        out.append(_Source(stack, noise, _heldout_blocks(stack.shape, share, rng), novelty(noise, _label(x))))
     return out
+
+
+def _label(x: np.ndarray) -> str:
+    """The noise classifier's label, or '' for an image too small to classify (then only the noise level counts)."""
+    try:
+        return classify_noise(x).label
+    except InputError:
+        return ""
 
 
 def _multiple(spec: Any) -> Tuple[int, int]:

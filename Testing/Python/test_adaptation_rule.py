@@ -74,3 +74,11 @@ def test_adapt_takes_the_keep_rule_of_the_scans_noise_and_records_why(ct_path, d
 def test_a_bad_keep_rule_value_gets_one_sentence(key, value):
     with pytest.raises(InputError, match=r"^[A-Z][^\n]*\.$"):
         dataclasses.replace(FEW, **{key: value}).validated()
+
+
+def test_an_image_too_small_to_classify_gets_the_size_sentence_of_adapt(ct_path):
+    """The classifier needs 10 pixels a side: a 6 x 6 crop gets adapt's own sentence (what size it needs), not the
+    classifier's."""
+    noisy = simulate_volume(_clean(ct_path), LowLight(peak=30, read_noise=1), seed=1)
+    with pytest.raises(InputError, match="too small to adapt 'default-2d' to it: slices of at least 16 x 16"):
+        adapt(Volume(noisy.array[:, :6, :6].copy()), "default-2d", None, settings=FEW)
