@@ -43,8 +43,9 @@ class KeepRule:
 #: for a scan whose noise the model was trained on: the model already fits it, so the guard asks for a clear fall
 #: of the training weights' loss (on the test split: in distribution, worst change +0.00 dB; docs/adaptation.md)
 FAMILIAR_RULE = KeepRule(average=0.0, min_gain=0.01, confidence=0.5)
-#: for noise the model never saw: a running average of the weights, kept on a fall of half a standard error (on
-#: validation, fresh and test cases out of distribution: +0.45, +0.52, +0.56 dB mean; docs/adaptation.md)
+#: for noise the model never saw: a running average of the weights, kept on a fall of half a standard error (with
+#: the familiar rule beside it, out of distribution: +0.42 / +0.54 / +0.56 dB mean on validation, fresh and test
+#: cases, in distribution never below +0.00; docs/adaptation.md)
 NOVEL_RULE = KeepRule(average=0.99, min_gain=0.0, confidence=0.5)
 #: the project's learned models were trained on photon noise of 10-1000 photons at full scale times a brightness
 #: of 0.4-1 (train/configs/shipped), so at least 4 photons at the top of the image: fewer, with this margin, is new
