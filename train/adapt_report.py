@@ -172,6 +172,8 @@ def _rule(average: float, min_gain: float, confidence: float) -> str:
 def keep_rule(settings: Dict[str, Any]) -> str:
     """The keep rule of a run's settings in words (unset fields: chosen per scan by its noise)."""
     fields = ("average", "min_gain", "confidence")
+    older = {"average": 0.0, "min_gain": 0.01, "confidence": 0.0}  # reports from before these settings existed
+    settings = dict(older, **settings)
     if all(settings.get(k) is not None for k in fields):
         return _rule(*(settings[k] for k in fields))
     familiar, new = (dict(dataclasses.asdict(r), **{k: settings[k] for k in fields if settings.get(k) is not None})
