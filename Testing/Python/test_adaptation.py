@@ -18,7 +18,8 @@ from LowLightDenoiseLib.degrade import LowLight, simulate_volume
 from LowLightDenoiseLib.errors import CancelledError, InputError, ModelNotAvailableError
 from LowLightDenoiseLib.evaluation import run_methods
 from LowLightDenoiseLib.methods import get_method
-from LowLightDenoiseLib.methods.adaptation import AdaptSettings, _parameters, adapt
+from LowLightDenoiseLib.methods.adaptation import AdaptSettings, adapt
+from LowLightDenoiseLib.methods.adaptation_data import _parameters
 from LowLightDenoiseLib.methods.adaptation_guard import fall_error
 from LowLightDenoiseLib.methods.adapted import AdaptedMethod, load_weights_file, save_adapted
 from LowLightDenoiseLib.methods.selfsupervised import (
