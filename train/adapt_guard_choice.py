@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from LowLightDenoiseLib.methods import get_method  # noqa: E402
 from LowLightDenoiseLib.methods.adaptation import (  # noqa: E402
     AdaptSettings, _batch, _patch_shape, _picks, _sources, adapt)
+from LowLightDenoiseLib.methods.adaptation_data import scan_novelty  # noqa: E402
 from LowLightDenoiseLib.methods.adaptation_guard import (  # noqa: E402
     FAMILIAR_RULE, NOVEL_RULE, _fix_variance, _residual_edges, fall_error, heldout_terms, improves, worth_keeping)
 from LowLightDenoiseLib.methods.learned import LearnedMethod  # noqa: E402
@@ -180,7 +181,7 @@ def summary_table(runs: List[Dict[str, Any]]) -> List[List[str]]:
 def case_novelty(case: Any, seed: int = 0) -> str:
     """Why a case's noise is new to the model, as ``adapt()`` decides it ('' when familiar)."""
     _, noisy = load_case(case)
-    return next((s.novelty for s in _sources(noisy, 2, 0, 0.2, np.random.default_rng([seed, 0])) if s.novelty), "")
+    return scan_novelty(_sources(noisy, 2, 0, 0.2, np.random.default_rng([seed, 0])))
 
 
 def by_noise_table(runs: List[Dict[str, Any]], novelty: Dict[str, str]) -> List[List[str]]:

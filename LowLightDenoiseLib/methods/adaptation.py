@@ -55,7 +55,7 @@ from ..errors import InputError
 from ..options import RunOptions, resolve_device
 from ..progress import CancelToken, ProgressCallback, RunControl
 from ..volume import Volume, validate_values
-from .adaptation_data import _Batch, _batch, _patch_shape, _picks, _Source, _sources
+from .adaptation_data import _Batch, _batch, _patch_shape, _picks, _Source, _sources, scan_novelty
 from .adaptation_guard import (FAMILIAR_RULE, NOVEL_RULE, _fix_variance, _heldout_loss, _residual_edges, fall_error,
                                heldout_terms, improves, worth_keeping)
 from .adapted import ADAPTED_SUFFIX, AdaptationRecord, AdaptedMethod
@@ -325,7 +325,7 @@ def adapt(volume: Volume, method: Any = "default-2d", budget_seconds: Optional[f
     t0 = time.perf_counter()
     sources = _sources(volume, spec.spatial_dims, 0 if volume.is_2d else opts.axis, settings.holdout,
                        np.random.default_rng([opts.seed, 0]), learned.noise_fit)
-    new = next((s.novelty for s in sources if s.novelty), "")
+    new = scan_novelty(sources)
     settings = settings.for_noise(new)
     shape = _patch_shape(sources, spec, settings)
     picks = _picks(sources, shape, settings.eval_patches, np.random.default_rng([opts.seed, 1]))

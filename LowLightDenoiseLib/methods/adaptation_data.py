@@ -59,6 +59,11 @@ def _sources(volume: Volume, spatial_dims: int, axis: int, share: float, rng: np
     return out
 
 
+def scan_novelty(sources: List[_Source]) -> str:
+    """Why the scan's noise is new to the model (the first channel's reason that has one), '' when familiar."""
+    return next((s.novelty for s in sources if s.novelty), "")
+
+
 def _label(x: np.ndarray) -> str:
     """The noise classifier's label, or '' for an image too small to classify (then only the noise level counts)."""
     try:
