@@ -8,6 +8,13 @@ function of that filter, blind), and ``rt_hdr`` also with OIDN's automatic expos
 the geometric mean of the luminance of at most 16 x 16 pixel bins, per slice, as OIDN's HDR mode does
 when no input scale is set). Levels, crops and seeds are ``train/evaluate.py``'s (4 central slices);
 default-2d is the reference. Mean PSNR/SSIM per level, and per image.
+
+    python train/probe_oidn.py --inputs --out train/reports/oidn-inputs-val
+
+``--inputs``: the shipped ``oidn-2d`` (no wheel needed) with other input scales (the engine's normalised
+image times the scale through OIDN's PU transfer function) and with the image in the generalised-Anscombe
+domain (the engine's noise estimate, rescaled to [0, 1] as default-2d's input is) through the PU, sRGB or
+no transfer function: whether OIDN's blind network gains from another exposure or a stabilised noise.
 """
 from __future__ import annotations
 
@@ -54,18 +61,40 @@ class AutoExposed(LearnedMethod):
         return out
 
 
+def input_entries(scales: List[float]) -> List[Entry]:
+    """The shipped oidn-2d at each input scale, and in the VST domain through each transfer function."""
+    import copy
+    import dataclasses
+
+    from LowLightDenoiseLib.methods import get_method
+
+    base = get_method("oidn-2d")
+    entries = []
+    for label, vst, transfer, scale in ([(f"oidn-2d (scale {s:g})", False, "pu", s) for s in scales]
+                                        + [(f"oidn-2d, VST input, {t} (scale {s:g})", True, t, s)
+                                           for t in ("pu", "srgb", "none") for s in (0.3, 1.0)]):
+        method = copy.deepcopy(base)
+        method.spec = dataclasses.replace(method.spec, input=dict(method.spec.input, vst=vst))
+        method.network.transfer, method.network.input_scale = transfer, float(scale)
+        entries.append(Entry(label, method, CPU))
+    return entries
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="OIDN's weight sets and exposure on the validation split.")
     parser.add_argument("--split", default="val")
     parser.add_argument("--slices", type=int, default=4)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--inputs", action="store_true",
+                        help="the shipped oidn-2d at other input scales and in the VST domain (no wheel needed)")
+    parser.add_argument("--scales", default="0.03,0.1,0.3,1,3,10", help="input scales for --inputs")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    library = convert_oidn.core_library(convert_oidn.fetch_wheel())
-    entries = []
-    for weights in ("rt_hdr", "rt_hdr_small", "rt_ldr", "rt_ldr_small", "rtlightmap_hdr"):
+    entries = input_entries([float(v) for v in args.scales.split(",")]) if args.inputs else []
+    library = None if args.inputs else convert_oidn.core_library(convert_oidn.fetch_wheel())
+    for weights in () if args.inputs else ("rt_hdr", "rt_hdr_small", "rt_ldr", "rt_ldr_small", "rtlightmap_hdr"):
         spec, network = convert_oidn.build(library, weights, f"oidn:{weights}")
         entries.append(Entry(f"{weights} (scale 1)", LearnedMethod(spec, network), CPU))
         if weights == "rt_hdr":
@@ -75,7 +104,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = evaluate(scans, task_levels(DENOISE_LEVELS), entries, score=denoise_scores, log=print)
     means = mean_by(rows, ("level", "method"), ("psnr", "ssim"))
     command = "python train/probe_oidn.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    lines = [f"# OIDN's weight sets and exposure ({args.split} split)", "", f"Command: `{command}`", "",
+    title = "oidn-2d's input scale and domain" if args.inputs else "OIDN's weight sets and exposure"
+    lines = [f"# {title} ({args.split} split)", "", f"Command: `{command}`", "",
              f"Images: {', '.join(f'{s.name} ({s.modality})' for s in scans)}; {args.slices} central slices x 256 px, "
              "levels and seeds of train/evaluate.py; every entry runs through the engine, blind.", "",
              "| level | method | PSNR | SSIM |", "|---|---|---|---|"]
