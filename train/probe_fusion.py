@@ -35,6 +35,7 @@ if str(TRAIN_DIR.parent) not in sys.path:
 
 from LowLightDenoiseLib.degrade import LowLight, simulate_volume  # noqa: E402
 from LowLightDenoiseLib.methods import get_method  # noqa: E402
+from LowLightDenoiseLib.metrics import psnr  # noqa: E402
 from LowLightDenoiseLib.noise import estimate_noise  # noqa: E402
 from LowLightDenoiseLib.normalize import Normalizer  # noqa: E402
 from LowLightDenoiseLib.pipeline import denoise_volume  # noqa: E402
@@ -104,8 +105,8 @@ def _network(width: int):
 
 
 def _psnr(out: np.ndarray, s: Dict[str, np.ndarray]) -> float:
-    mse = float(np.mean(((out - s["x"]) * s["scale"]) ** 2))
-    return 10 * math.log10(float(s["range"]) ** 2 / mse)
+    """PSNR in physical units (normalised values times the normaliser's scale) over the clean crop's range."""
+    return psnr(out * s["scale"], s["x"] * s["scale"], float(s["range"]))
 
 
 def fit(data: Path, minutes: float, width: int, patch: int, batch: int, lr: float, threads: int,
